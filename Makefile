@@ -1,0 +1,37 @@
+# MaskCLIP-Lightning. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Offline by default: no model-hub retries, no W&B network traffic.
+export HF_HUB_OFFLINE ?= 1
+export WANDB_MODE ?= offline
+
+.PHONY: help install test test-full demo bench clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv and install the project (editable, with dev extras)
+
+test: install ## Run the fast CPU test suite (offline)
+	WANDB_MODE=disabled $(PY) -m pytest -m "not slow and not gpu and not data" -q
+
+test-full: install ## Run every test that this machine can run, slow ones included
+	WANDB_MODE=disabled $(PY) -m pytest -m "not gpu and not data" -q
+
+demo: install ## Generate the demo data and run the training-free evaluation on it
+	$(PY) scripts/demo.py
+
+bench: install ## Measure dense features vs encode_image and batched vs looped sliding windows
+	$(PY) scripts/bench.py
+
+clean: ## Remove logs, caches and build artefacts (keeps .venv)
+	rm -rf logs outputs multirun .pytest_cache bench.json
+	find . -name __pycache__ -prune -exec rm -rf {} +

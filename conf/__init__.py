@@ -1,0 +1,1 @@
+# Lets the configs ship with the package (hydra's pkg://conf search path).

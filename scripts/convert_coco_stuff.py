@@ -1,0 +1,258 @@
+#!/usr/bin/env python
+"""Convert COCO-Stuff 164k label maps to the mmseg ``*_labelTrainIds.png`` layout.
+
+Input (the official ``stuffthingmaps_trainval2017.zip``, unzipped)::
+
+    <stuff-root>/
+        train2017/<image id>.png   # uint8, pixel = COCO category id - 1 (0..181), 255 = unlabeled
+        val2017/<image id>.png
+
+Output (what ``mmseg``'s ``COCOStuffDataset`` / this project's COCO-Stuff dataset reads)::
+
+    <out-root>/
+        annotations/train2017/<image id>_labelTrainIds.png   # 0..170 train ids, 255 = ignore
+        annotations/val2017/<image id>_labelTrainIds.png
+        images/{train2017,val2017}  # only with --images-root (symlinks); otherwise move/link
+                                    # the COCO 2017 images there yourself
+
+The raw -> train id table reproduces mmseg's ``tools/convert_datasets/coco_stuff164k.py``
+(171 classes: 80 things followed by 91 stuff classes), except that raw values that are not a
+valid COCO-Stuff class (the 11 unused ids, or anything else outside 0..181) become 255 instead
+of being passed through unchanged.
+
+Every file is written atomically (temp file + ``os.replace``); re-running skips outputs that
+already exist unless ``--overwrite`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from multiprocessing import Pool
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+SPLITS: tuple[str, ...] = ("train2017", "val2017")
+OUT_SUFFIX = "_labelTrainIds.png"
+IGNORE_INDEX = 255
+NUM_RAW_IDS = 182  # raw pixel values 0..181 = COCO category ids 1..182 minus one
+# Number of label maps in the full release (118,287 train + 5,000 val); only used for a warning.
+EXPECTED_TOTAL = 123_287
+
+# COCO defines 91 "thing" category ids (1..91) but only 80 of them were ever annotated. The 11
+# ids below never occur in the COCO / COCO-Stuff annotations, so they get no train id. Values are
+# the *raw* pixel values (COCO id - 1):
+#   11 street sign (12), 25 hat (26), 28 shoe (29), 29 eye glasses (30), 44 plate (45),
+#   65 mirror (66), 67 window (68), 68 desk (69), 70 door (71), 82 blender (83),
+#   90 hair brush (91).
+UNUSED_RAW_IDS: frozenset[int] = frozenset({11, 25, 28, 29, 44, 65, 67, 68, 70, 82, 90})
+# The remaining 171 ids (80 things: raw 0..89, 91 stuff: raw 91..181) map, in increasing order,
+# to the contiguous train ids 0..170, e.g. 0 (person) -> 0, 91 (banner) -> 80, 181 (wood) -> 170.
+USED_RAW_IDS: tuple[int, ...] = tuple(i for i in range(NUM_RAW_IDS) if i not in UNUSED_RAW_IDS)
+NUM_CLASSES = len(USED_RAW_IDS)
+assert NUM_CLASSES == 171
+
+
+def build_lut() -> np.ndarray:
+    """256-entry uint8 lookup table raw value -> train id (everything invalid -> 255)."""
+    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    lut[list(USED_RAW_IDS)] = np.arange(NUM_CLASSES, dtype=np.uint8)
+    return lut
+
+
+RAW_TO_TRAIN_ID: np.ndarray = build_lut()
+
+# --------------------------------------------------------------------------- small helpers
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def _fail(msg: str) -> NoReturn:
+    raise SystemExit(f"error: {msg}")
+
+
+def save_png_atomic(img: Image.Image, dst: Path) -> None:
+    """Save ``img`` as PNG to ``dst`` via a temp file in the same directory + ``os.replace``."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            img.save(f, format="PNG")
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def convert_array(raw: np.ndarray) -> np.ndarray:
+    """Map a raw COCO-Stuff label array (values 0..181, 255) to train ids (0..170, 255)."""
+    if raw.dtype != np.uint8:
+        if raw.size and (raw.min() < 0 or raw.max() > 255):
+            raise ValueError(f"raw label values outside 0..255 (dtype {raw.dtype})")
+        raw = raw.astype(np.uint8)
+    return RAW_TO_TRAIN_ID[raw]
+
+
+def convert_file(task: tuple[str, str]) -> str:
+    """Worker: convert one raw PNG ``src`` to ``dst``. Returns ``dst``."""
+    src, dst = task
+    with Image.open(src) as img:
+        if img.mode not in ("L", "P", "I", "I;16"):
+            raise ValueError(
+                f"{src}: expected a single-channel label PNG (mode L/P), got mode {img.mode}"
+            )
+        raw = np.asarray(img)
+    save_png_atomic(Image.fromarray(convert_array(raw)), Path(dst))
+    return dst
+
+
+def _run(tasks: list[tuple[str, str]], nproc: int, desc: str) -> None:
+    if not tasks:
+        return
+    if nproc <= 1:
+        for task in tqdm(tasks, desc=desc, unit="img"):
+            convert_file(task)
+        return
+    chunksize = max(1, min(64, len(tasks) // (nproc * 8)))
+    with Pool(nproc) as pool:
+        for _ in tqdm(
+            pool.imap_unordered(convert_file, tasks, chunksize=chunksize),
+            total=len(tasks),
+            desc=desc,
+            unit="img",
+        ):
+            pass
+
+
+def link_images(images_root: Path, out_root: Path, splits: Sequence[str]) -> None:
+    """Symlink ``<images_root>/<split>`` to ``<out_root>/images/<split>`` (skip if present)."""
+    for split in splits:
+        src = images_root / split
+        if not src.is_dir():
+            _fail(
+                f"image folder not found: {src}\n"
+                f"  --images-root must contain the COCO 2017 image folders "
+                f"{', '.join(s + '/' for s in splits)} (from train2017.zip / val2017.zip)"
+            )
+        dst = out_root / "images" / split
+        if dst.exists() or dst.is_symlink():
+            print(f"[skip] {dst} already exists")
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(src.resolve(), dst, target_is_directory=True)
+        print(f"[link] {dst} -> {src.resolve()}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="convert_coco_stuff.py",
+        description=(
+            "Convert COCO-Stuff 164k label maps (stuffthingmaps_trainval2017: pixel = COCO id - 1, "
+            "0..181, 255 unlabeled) to mmseg's 171-class train ids "
+            "(<out-root>/annotations/<split>/<id>_labelTrainIds.png, 0..170, 255 ignore)."
+        ),
+        epilog=(
+            "Images are not converted: move or link the COCO 2017 train2017/ and val2017/ image "
+            "folders to <out-root>/images/ yourself, or pass --images-root to have them "
+            "symlinked. Outputs that already exist are skipped unless --overwrite is given."
+        ),
+    )
+    p.add_argument(
+        "--stuff-root",
+        type=Path,
+        required=True,
+        help="unzipped stuffthingmaps_trainval2017/ folder containing train2017/ and val2017/ "
+        "raw label PNGs",
+    )
+    p.add_argument(
+        "--out-root",
+        type=Path,
+        required=True,
+        help="output coco_stuff164k/ folder (annotations/ is written here)",
+    )
+    p.add_argument(
+        "--images-root",
+        type=Path,
+        default=None,
+        help="optional folder holding the COCO 2017 images as train2017/ and val2017/; they are "
+        "symlinked to <out-root>/images/<split>",
+    )
+    p.add_argument(
+        "--splits",
+        nargs="+",
+        default=list(SPLITS),
+        choices=list(SPLITS),
+        help="which splits to convert (default: both)",
+    )
+    p.add_argument(
+        "--nproc", type=int, default=1, help="number of worker processes (default: %(default)s)"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="re-convert files whose output already exists"
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    stuff_root: Path = args.stuff_root
+    out_root: Path = args.out_root
+    splits: list[str] = list(dict.fromkeys(args.splits))
+
+    layout = (
+        "expected layout: <stuff-root>/{train2017,val2017}/<image id>.png "
+        "(the unzipped stuffthingmaps_trainval2017.zip)"
+    )
+    if not stuff_root.is_dir():
+        _fail(f"--stuff-root not found: {stuff_root}\n  {layout}")
+    for split in splits:
+        if not (stuff_root / split).is_dir():
+            _fail(f"raw label folder not found: {stuff_root / split}\n  {layout}")
+
+    total = 0
+    for split in splits:
+        in_dir = stuff_root / split
+        out_dir = out_root / "annotations" / split
+        srcs = sorted(
+            p
+            for p in in_dir.glob("*.png")
+            if not p.name.startswith(".") and not p.name.endswith(OUT_SUFFIX)
+        )
+        if not srcs:
+            _fail(f"no raw label PNGs in {in_dir}\n  {layout}")
+        total += len(srcs)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tasks = [(str(s), str(out_dir / f"{s.stem}{OUT_SUFFIX}")) for s in srcs]
+        todo = tasks if args.overwrite else [t for t in tasks if not os.path.exists(t[1])]
+        print(f"[{split}] {len(srcs)} label maps, {len(tasks) - len(todo)} already converted")
+        _run(todo, args.nproc, desc=f"coco-stuff {split}")
+
+    if set(splits) == set(SPLITS) and total != EXPECTED_TOTAL:
+        print(
+            f"warning: found {total} label maps, the full COCO-Stuff 164k release has "
+            f"{EXPECTED_TOTAL}",
+            file=sys.stderr,
+        )
+
+    if args.images_root is not None:
+        link_images(args.images_root, out_root, splits)
+    print(f"Done: {out_root / 'annotations'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Training-free MaskCLIP evaluation.
+
+    python -m src.eval experiment=context59_maskclip_kspd teacher.pretrained=/weights/ViT-B-16.pt
+
+Composes data, teacher, prompts, refinements and inference mode from ``conf/``, runs
+``Trainer.test`` with ``MaskCLIPLitModule`` and reports mIoU (and seen/unseen/hIoU with a
+zero-shot split) on the ground truth at its original resolution.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from src.utils.config import CONFIG_DIR, instantiate_loggers, to_plain
+
+log = logging.getLogger(__name__)
+
+
+def build_teacher(cfg: DictConfig):
+    """Instantiate the teacher with the composed refinements and inference settings."""
+    return instantiate(cfg.teacher, refine=to_plain(cfg.refine), inference=to_plain(cfg.inference),
+                       _convert_="all")
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Run the evaluation described by ``cfg``.
+
+    Returns:
+        ``{"summary": {"mIoU": ..., ...}, "per_class": {name: IoU}}`` in percent.
+    """
+    from src.data.splits import unseen_indices
+    from src.models.maskclip_module import MaskCLIPLitModule
+    from src.prompts.vocabulary import load_vocabulary
+
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data, _convert_="all")
+    teacher = build_teacher(cfg)
+    # Used only when data.normalize=clip and no explicit mean/std is configured.
+    datamodule.set_normalization(teacher.image_mean, teacher.image_std)
+    vocabulary = load_vocabulary(cfg.data.vocabulary)
+    unseen = (unseen_indices(cfg.zero_shot_split, list(vocabulary.names))
+              if cfg.get("zero_shot_split") else None)
+    mean, std = datamodule.normalization
+    module = MaskCLIPLitModule(teacher, vocabulary, templates=to_plain(cfg.prompts.templates),
+                               unseen=unseen, num_overlays=cfg.num_overlays,
+                               image_mean=mean, image_std=std)
+    loggers = instantiate_loggers(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer.test(module, datamodule=datamodule)
+    results = module.results
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    log.info("results: %s", json.dumps(results["summary"]))
+    try:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+    except ImportError:
+        pass
+    return results
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Whole-image and sliding-window inference over a dense scoring function.
+
+Both modes pad the input bottom/right to a multiple of the output stride, so every feature
+cell covers a fixed block of pixels; the final scores are upsampled to the padded size and
+cropped back, which keeps them pixel-aligned. Sliding windows are batched through the model
+(``crop_batch_size`` crops per forward) and their scores are averaged where they overlap at
+*feature* resolution, so memory stays bounded by the feature map, not by B×Q×H×W per window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+ScoreFn = Callable[[Tensor], Tensor]  # N×3×h×w -> N×Q×(h/s)×(w/s)
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How a dense labeller covers an image.
+
+    Attributes:
+        mode: ``"whole"`` (the official MaskCLIP protocol) or ``"slide"``.
+        crop_size: sliding-window (height, width) in pixels; multiples of the output stride.
+        stride: sliding-window step (height, width); multiples of the output stride.
+        crop_batch_size: crops per forward pass; bounds memory on large images.
+    """
+
+    mode: Literal["whole", "slide"] = "whole"
+    crop_size: tuple[int, int] = (448, 448)
+    stride: tuple[int, int] = (224, 224)
+    crop_batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("whole", "slide"):
+            raise ValueError(f"inference.mode must be 'whole' or 'slide', got {self.mode!r}")
+        object.__setattr__(self, "crop_size", _pair(self.crop_size, "crop_size"))
+        object.__setattr__(self, "stride", _pair(self.stride, "stride"))
+        if self.crop_batch_size < 1:
+            raise ValueError("inference.crop_batch_size must be >= 1")
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    if isinstance(value, int):
+        return (value, value)
+    pair = tuple(int(v) for v in value)
+    if len(pair) != 2 or min(pair) < 1:
+        raise ValueError(f"inference.{name} must be an int or (height, width), got {value!r}")
+    return pair
+
+
+def pad_to_multiple(images: Tensor, multiple: int) -> Tensor:
+    """Zero-pad B×3×H×W bottom/right so that H and W are multiples of ``multiple``."""
+    pad_h, pad_w = (-images.shape[-2]) % multiple, (-images.shape[-1]) % multiple
+    if pad_h or pad_w:
+        images = F.pad(images, (0, pad_w, 0, pad_h))
+    return images
+
+
+def window_starts(size: int, crop: int, stride: int) -> list[int]:
+    """Window offsets along one axis, as mmseg's ``slide_inference`` places them.
+
+    The last window is shifted back so that it ends at the border.
+    """
+    crop = min(crop, size)
+    num = max(size - crop + stride - 1, 0) // stride + 1
+    return sorted({min(i * stride, size - crop) for i in range(num)})
+
+
+def whole_scores(score_fn: ScoreFn, images: Tensor, output_stride: int) -> Tensor:
+    """Feature-resolution scores of the whole (padded) image: B×Q×(Hp/s)×(Wp/s)."""
+    return score_fn(pad_to_multiple(images, output_stride))
+
+
+def slide_scores(score_fn: ScoreFn, images: Tensor, output_stride: int,
+                 config: InferenceConfig) -> Tensor:
+    """Sliding-window scores averaged at feature resolution: B×Q×(Hp/s)×(Wp/s).
+
+    Crops of all images in the batch are run ``crop_batch_size`` at a time.
+    """
+    s = output_stride
+    for name, pair in (("crop_size", config.crop_size), ("stride", config.stride)):
+        if pair[0] % s or pair[1] % s:
+            raise ValueError(
+                f"inference.{name}={pair} must be a multiple of the teacher's output stride {s}"
+            )
+    images = pad_to_multiple(images, s)
+    b, _, height, width = images.shape
+    crop_h, crop_w = min(config.crop_size[0], height), min(config.crop_size[1], width)
+    windows = [(y, x) for y in window_starts(height, crop_h, config.stride[0])
+               for x in window_starts(width, crop_w, config.stride[1])]
+    canvas: Tensor | None = None
+    count = images.new_zeros(1, 1, height // s, width // s)
+    for y, x in windows:
+        count[..., y // s:(y + crop_h) // s, x // s:(x + crop_w) // s] += 1
+    # All crops of all images, image-major, in chunks that bound peak memory.
+    jobs = [(i, y, x) for i in range(b) for (y, x) in windows]
+    for start in range(0, len(jobs), config.crop_batch_size):
+        chunk = jobs[start:start + config.crop_batch_size]
+        crops = torch.stack([images[i, :, y:y + crop_h, x:x + crop_w] for i, y, x in chunk])
+        scores = score_fn(crops)
+        if canvas is None:
+            canvas = scores.new_zeros(b, scores.shape[1], height // s, width // s)
+        for (i, y, x), crop_scores in zip(chunk, scores):
+            canvas[i, :, y // s:(y + crop_h) // s, x // s:(x + crop_w) // s] += crop_scores
+    return canvas / count.to(canvas.dtype)
+
+
+def upsample_scores(scores: Tensor, size: tuple[int, int], output_stride: int) -> Tensor:
+    """Bilinearly upsample feature-resolution scores to the padded input size, then crop.
+
+    Args:
+        scores: B×Q×h×w at stride ``output_stride``.
+        size: (H, W) of the unpadded input.
+
+    Returns:
+        B×Q×H×W.
+    """
+    padded = (scores.shape[-2] * output_stride, scores.shape[-1] * output_stride)
+    up = F.interpolate(scores, size=padded, mode="bilinear", align_corners=False)
+    return up[..., : size[0], : size[1]]
+
+
+def segment_scores(score_fn: ScoreFn, images: Tensor, output_stride: int,
+                   config: InferenceConfig) -> Tensor:
+    """Whole or sliding-window scores, upsampled to the input size.
+
+    Args:
+        score_fn: N×3×h×w normalised crops → N×Q×(h/s)×(w/s) scores.
+        images: B×3×H×W normalised images.
+
+    Returns:
+        B×Q×H×W scores.
+    """
+    if config.mode == "slide":
+        scores = slide_scores(score_fn, images, output_stride, config)
+    else:
+        scores = whole_scores(score_fn, images, output_stride)
+    return upsample_scores(scores, images.shape[-2:], output_stride)

@@ -1,0 +1,162 @@
+"""MaskCLIPLitModule: training-free MaskCLIP evaluation and prediction with Lightning.
+
+The plain ``MaskCLIPTeacher`` does the dense labelling; this module owns the evaluation loop:
+per-image inference, upsampling to the ground truth's original resolution (masks are never
+resized, as in mmseg and the peers), the IoU metric, the per-class table and the overlays.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from src.metrics.segmentation import SegmentationIoU
+from src.models.teacher import MaskCLIPTeacher
+from src.prompts.vocabulary import ClassVocabulary, load_vocabulary
+from src.utils.visualize import denormalize, make_palette, overlay_panel
+
+log = logging.getLogger(__name__)
+
+
+class MaskCLIPLitModule(L.LightningModule):
+    """Runs a frozen MaskCLIP teacher in ``test`` and ``predict``.
+
+    Args:
+        teacher: the frozen dense labeller.
+        vocabulary: class vocabulary (shipped name, file or list).
+        templates: prompt template set name or list.
+        unseen: indices of unseen classes for the zero-shot summary, or None.
+        num_overlays: how many test images get an image | GT | prediction panel in the logger.
+        image_mean, image_std: the data normalisation, to show images in overlays.
+    """
+
+    def __init__(
+        self,
+        teacher: MaskCLIPTeacher,
+        vocabulary: ClassVocabulary | str | Sequence[str],
+        templates: str | Sequence[str] = "imagenet85",
+        unseen: Sequence[int] | None = None,
+        num_overlays: int = 4,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.teacher = teacher
+        self.vocabulary = load_vocabulary(vocabulary)
+        self.templates = templates
+        self.unseen = list(unseen) if unseen else None
+        self.num_overlays = num_overlays
+        self.image_mean = tuple(image_mean or teacher.image_mean)
+        self.image_std = tuple(image_std or teacher.image_std)
+        self.test_iou = SegmentationIoU(self.vocabulary.num_classes, self.unseen)
+        self.palette = make_palette(self.vocabulary.num_classes)
+        self._overlays_logged = 0
+        self.results: dict[str, Any] = {}
+
+    def setup(self, stage: str) -> None:
+        if self.teacher.vocabulary != self.vocabulary:
+            self.teacher.set_vocabulary(self.vocabulary, self.templates)
+
+    def on_test_start(self) -> None:
+        # Text classifiers are built on CPU at setup; follow the module to its device.
+        self.teacher.query_embeddings = self.teacher.query_embeddings.to(self.device)
+        self.teacher.query_to_class = self.teacher.query_to_class.to(self.device)
+        self._overlays_logged = 0
+
+    on_predict_start = on_test_start
+
+    def predict_probabilities(self, image: Tensor, output_size: Sequence[int]) -> Tensor:
+        """Class probabilities for one image at the requested output size.
+
+        Args:
+            image: 3×h×w normalised (resized) image.
+            output_size: (H, W) of the original image / ground truth.
+
+        Returns:
+            C×H×W class probabilities.
+        """
+        with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+            probs = self.teacher(image[None].to(self.device), output_size=tuple(output_size))
+        return probs[0].float()
+
+    def test_step(self, batch: dict[str, list], batch_idx: int) -> None:
+        for image, mask, name in zip(batch["image"], batch["mask"], batch["name"]):
+            pred = self.predict_probabilities(image, mask.shape[-2:]).argmax(0)
+            self.test_iou.update(pred, mask.to(self.device))
+            if self._overlays_logged < self.num_overlays:
+                self._log_overlay(image, mask, pred, name)
+
+    def on_test_epoch_end(self) -> None:
+        iou = self.test_iou.iou().cpu()
+        summary = {k: 100.0 * v for k, v in self.test_iou.summary().items()}
+        for key, value in summary.items():
+            self.log(f"test/{key}", value, sync_dist=False)
+        self.results = {"summary": summary,
+                        "per_class": dict(zip(self.vocabulary.names, (100 * iou).tolist()))}
+        self._write_per_class_table(iou)
+        self.test_iou.reset()
+
+    def predict_step(self, batch: dict[str, list], batch_idx: int) -> list[dict[str, Any]]:
+        """Per image: ``name``, ``labels`` H×W (uint8/int64) and ``probs`` C×H×W on CPU."""
+        out = []
+        for image, name, size in zip(batch["image"], batch["name"], batch["orig_size"]):
+            probs = self.predict_probabilities(image, size)
+            out.append({"name": name, "labels": probs.argmax(0).cpu(), "probs": probs.cpu()})
+        return out
+
+    # ------------------------------------------------------------------ reporting
+    def _write_per_class_table(self, iou: Tensor) -> None:
+        rows = [(name, float(100 * v)) for name, v in zip(self.vocabulary.names, iou)]
+        lines = [f"{'class':<24}{'IoU':>8}"] + [
+            f"{name:<24}{'nan' if np.isnan(v) else f'{v:.2f}':>8}" for name, v in rows
+        ]
+        if self.trainer.is_global_zero:
+            log.info("per-class IoU (%%):\n%s", "\n".join(lines))
+        log_dir = self.trainer.log_dir or self.trainer.default_root_dir
+        if log_dir and self.trainer.is_global_zero:
+            path = Path(log_dir) / "per_class_iou.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(["class", "iou", "split"])
+                for index, (name, value) in enumerate(rows):
+                    split = "" if self.unseen is None else (
+                        "unseen" if index in self.unseen else "seen")
+                    writer.writerow([name, f"{value:.4f}", split])
+        for logger in self.loggers:
+            if type(logger).__name__ == "WandbLogger":
+                logger.log_table("test/per_class_iou", columns=["class", "IoU"],
+                                 data=[[n, v] for n, v in rows])
+
+    def _log_overlay(self, image: Tensor, mask: Tensor, pred: Tensor, name: str) -> None:
+        rgb = denormalize(image, self.image_mean, self.image_std)
+        height, width = mask.shape[-2:]
+        rgb_t = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
+        rgb = F.interpolate(rgb_t, size=(height, width), mode="bilinear", align_corners=False)
+        rgb = rgb[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+        panel = overlay_panel(rgb, mask.cpu().numpy(), pred.cpu().numpy(), self.palette)
+        self._overlays_logged += 1
+        if not self.trainer.is_global_zero:
+            return
+        key = f"test/overlay/{self._overlays_logged - 1}_{Path(str(name)).stem}"
+        for logger in self.loggers:
+            kind = type(logger).__name__
+            if kind == "WandbLogger":
+                logger.log_image(key=key, images=[panel], caption=["image | GT | prediction"])
+            elif kind == "TensorBoardLogger":
+                logger.experiment.add_image(key, panel, self.global_step, dataformats="HWC")
+            elif logger.log_dir:
+                from PIL import Image
+
+                out = Path(logger.log_dir) / "overlays" / f"{key.replace('/', '_')}.png"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(panel).save(out)

@@ -1,0 +1,382 @@
+"""MaskCLIP teacher: a frozen open_clip CLIP turned into a dense labeller (MaskCLIP §3.2).
+
+ViT: blocks 1..L-1 run unchanged; in the last block the query/key attention is dropped and
+each token keeps only its own value path (ln_1 → value projection → out_proj), so the dense
+output stays local to its patch. As in the official code, that block's residual and MLP are
+kept (``keep_residual``/``keep_ffn`` switch them off for ClearCLIP's clean variant); ln_post and
+the joint-space projection follow and the CLS token is dropped.
+
+ResNet: layer4 features go through ``attnpool.v_proj`` and ``attnpool.c_proj`` applied as 1×1
+maps, without the attention pool's positional embedding.
+
+Only open_clip's stable parameter names are read: ``conv1``, ``class_embedding``,
+``positional_embedding``, ``ln_pre``, ``transformer.resblocks[i].{ln_1, attn.in_proj_*,
+attn.out_proj, ls_1, ln_2, mlp, ls_2}``, ``ln_post``, ``proj`` and ``attnpool.{k,v,c}_proj``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.modified_resnet import ModifiedResNet
+from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
+from torch import Tensor, nn
+
+from src.models.clip_loading import ClipSpec, create_clip
+from src.models.inference import InferenceConfig, segment_scores
+from src.models.refine import RefineConfig, refine_scores
+from src.prompts.templates import get_templates
+from src.prompts.text_classifier import (
+    build_text_classifier,
+    class_embeddings,
+    default_cache_dir,
+    load_or_build_classifier,
+)
+from src.prompts.vocabulary import ClassVocabulary, load_vocabulary
+
+SUPPORTED_TOWERS = (
+    "open_clip VisionTransformer with class-token pooling (ViT-B/32, ViT-B/16, ViT-L/14, any "
+    "width/depth, LayerScale allowed), or ModifiedResNet (RN50, RN101, RN50x4, RN50x16, RN50x64)"
+)
+
+Arch = Literal["vit", "resnet"]
+
+
+def _check_tower(visual: nn.Module) -> Arch:
+    """Return the tower kind, or raise a ValueError that lists what is supported."""
+    if isinstance(visual, ModifiedResNet):
+        return "resnet"
+    if isinstance(visual, VisionTransformer):
+        problems = []
+        if visual.attn_pool is not None:
+            problems.append("an attentional pooler")
+        if visual.pool_type != "tok":
+            problems.append(f"pool_type={visual.pool_type!r} (average-pool variant)")
+        if visual.final_ln_after_pool:
+            problems.append("final_ln_after_pool")
+        last = visual.transformer.resblocks[-1]
+        if not isinstance(last, ResidualAttentionBlock) or not isinstance(
+            last.attn, nn.MultiheadAttention
+        ):
+            problems.append(f"custom attention blocks ({type(last).__name__})")
+        if not problems:
+            return "vit"
+        detail = ", ".join(problems)
+    else:
+        detail = type(visual).__name__
+    raise ValueError(
+        f"MaskCLIPTeacher cannot take the dense value path of this image tower ({detail}). "
+        f"Supported: {SUPPORTED_TOWERS}."
+    )
+
+
+def resize_positional_embedding(pos_embed: Tensor, src_grid: tuple[int, int],
+                                dst_grid: tuple[int, int]) -> Tensor:
+    """Resize a ViT positional embedding to another patch grid, keeping the CLS position.
+
+    Bicubic with ``align_corners=False``, as the official mmseg backbone does on every forward.
+
+    Args:
+        pos_embed: (1+gh·gw)×W learned embedding.
+
+    Returns:
+        (1+h·w)×W embedding for the ``dst_grid`` (h, w).
+    """
+    if tuple(src_grid) == tuple(dst_grid):
+        return pos_embed
+    cls_pos, grid_pos = pos_embed[:1], pos_embed[1:]
+    width = grid_pos.shape[-1]
+    grid_pos = grid_pos.reshape(1, src_grid[0], src_grid[1], width).permute(0, 3, 1, 2)
+    grid_pos = F.interpolate(grid_pos.float(), size=dst_grid, mode="bicubic", align_corners=False)
+    grid_pos = grid_pos.to(pos_embed.dtype).permute(0, 2, 3, 1).reshape(-1, width)
+    return torch.cat([cls_pos, grid_pos], dim=0)
+
+
+class MaskCLIPTeacher(nn.Module):
+    """A frozen open_clip CLIP as a training-free dense labeller.
+
+    Args:
+        model_name: open_clip architecture (``ViT-B-16``, ``RN50``, a registered JSON config...).
+        pretrained: open_clip tag (``openai``, ``laion2b_s34b_b88k``), local checkpoint path, or
+            None for random init.
+        quick_gelu: activation for local files / random init; tags choose it themselves.
+        model_config: optional open_clip JSON config to register before building.
+        keep_residual: keep the last block's residual around the value path (official: True).
+        keep_ffn: keep the last block's MLP after the value path (official: True).
+        refine: key smoothing / prompt denoising switches (default: off).
+        inference: whole-image or sliding-window settings.
+        vocabulary, templates: if given, the text classifier is built right away.
+        cache_dir: where text classifiers are cached; None disables the cache.
+
+    The module is always in eval mode with ``requires_grad=False``; ``train()`` cannot flip it.
+    """
+
+    def __init__(
+        self,
+        model_name: str = "ViT-B-16",
+        pretrained: str | None = "openai",
+        *,
+        quick_gelu: bool | None = None,
+        model_config: str | None = None,
+        keep_residual: bool = True,
+        keep_ffn: bool = True,
+        refine: RefineConfig | dict | None = None,
+        inference: InferenceConfig | dict | None = None,
+        vocabulary: ClassVocabulary | str | Sequence[str] | None = None,
+        templates: str | Sequence[str] = "imagenet85",
+        cache_dir: str | Path | None = "default",
+    ) -> None:
+        super().__init__()
+        clip, spec = create_clip(model_name, pretrained, quick_gelu=quick_gelu,
+                                 model_config=model_config)
+        self.arch: Arch = _check_tower(clip.visual)
+        self.clip = clip
+        self.spec: ClipSpec = spec
+        self.model_name = model_name
+        self.keep_residual = keep_residual
+        self.keep_ffn = keep_ffn
+        self.refine = refine if isinstance(refine, RefineConfig) else RefineConfig(**(refine or {}))
+        self.inference = (inference if isinstance(inference, InferenceConfig)
+                          else InferenceConfig(**(inference or {})))
+        self.cache_dir = default_cache_dir() if cache_dir == "default" else cache_dir
+        self.tokenizer = open_clip.get_tokenizer(spec.arch)
+        pp = getattr(clip.visual, "preprocess_cfg", {}) or {}
+        self.image_mean = tuple(pp.get("mean", open_clip.OPENAI_DATASET_MEAN))
+        self.image_std = tuple(pp.get("std", open_clip.OPENAI_DATASET_STD))
+        self.vocabulary: ClassVocabulary | None = None
+        # Text classifier buffers are non-persistent: they are rebuilt from the vocabulary, so
+        # they never bloat a checkpoint and Lightning moves them with the module.
+        self.register_buffer("query_embeddings", torch.empty(0), persistent=False)
+        self.register_buffer("query_to_class", torch.empty(0, dtype=torch.long), persistent=False)
+        self.requires_grad_(False)
+        super().train(False)
+        if vocabulary is not None:
+            self.set_vocabulary(vocabulary, templates)
+
+    # ------------------------------------------------------------------ frozen-ness
+    def train(self, mode: bool = True) -> "MaskCLIPTeacher":
+        """Always stays in eval mode: a frozen teacher must not update BN stats or drop out."""
+        return super().train(False)
+
+    @property
+    def output_stride(self) -> int:
+        """Input pixels per dense-feature cell (ViT patch size, 32 for ModifiedResNet)."""
+        if self.arch == "vit":
+            return int(self.clip.visual.patch_size[0])
+        return 32
+
+    @property
+    def embed_dim(self) -> int:
+        """D, the joint image-text embedding width."""
+        if self.arch == "vit":
+            return int(self.clip.visual.proj.shape[1])
+        return int(self.clip.visual.attnpool.c_proj.out_features)
+
+    @property
+    def logit_scale(self) -> float:
+        """The CLIP's own learned temperature, ``exp(logit_scale)``."""
+        return float(self.clip.logit_scale.exp())
+
+    def resolved_temperature(self) -> float:
+        t = self.refine.temperature
+        return self.logit_scale if t == "model" else float(t)
+
+    # ------------------------------------------------------------------ dense features
+    def _vit_tokens_before_last_block(self, images: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """Patch-embed (bottom/right zero padding), add resized positions, run blocks 1..L-1.
+
+        Returns:
+            (B×(1+h·w)×W tokens entering the last block, (h, w) patch grid).
+        """
+        visual = self.clip.visual
+        ph, pw = visual.patch_size
+        height, width = images.shape[-2:]
+        pad_h, pad_w = (-height) % ph, (-width) % pw
+        if pad_h or pad_w:
+            images = F.pad(images, (0, pad_w, 0, pad_h))
+        x = visual.conv1(images.to(visual.conv1.weight.dtype))  # B×W×h×w
+        grid = (x.shape[-2], x.shape[-1])
+        x = x.flatten(2).transpose(1, 2)
+        cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1)
+        pos = resize_positional_embedding(visual.positional_embedding, visual.grid_size, grid)
+        x = x + pos.to(x.dtype)
+        x = visual.patch_dropout(x)
+        x = visual.ln_pre(x)
+        transformer = visual.transformer
+        batch_first = getattr(transformer, "batch_first", True)
+        if not batch_first:
+            x = x.transpose(0, 1)
+        for block in transformer.resblocks[:-1]:
+            x = block(x)
+        if not batch_first:
+            x = x.transpose(0, 1)
+        return x, grid
+
+    def _vit_value_path(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The last block without query/key attention (MaskCLIP §3.2).
+
+        Args:
+            x: B×N×W tokens entering the last block (N = 1 + h·w).
+
+        Returns:
+            (B×N×W value-path tokens after ln_post, B×N×W keys after out_proj). The keys go
+            through out_proj too: the official code applies it to q, k and v alike, and key
+            smoothing uses those keys.
+        """
+        block = self.clip.visual.transformer.resblocks[-1]
+        attn = block.attn
+        qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
+        _, k, v = qkv.chunk(3, dim=-1)
+        v = block.ls_1(attn.out_proj(v))
+        keys = attn.out_proj(k)
+        if self.keep_residual:
+            v = v + x
+        if self.keep_ffn:
+            v = v + block.ls_2(block.mlp(block.ln_2(v)))
+        return self.clip.visual.ln_post(v), keys
+
+    def _resnet_dense(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """layer4 → v_proj → c_proj as 1×1 maps; keys from k_proj (MaskCLIP §3.2).
+
+        Returns:
+            (B×D×h×w unnormalised features, B×(h·w)×C keys).
+        """
+        visual = self.clip.visual
+        x = images.to(visual.conv1.weight.dtype)
+        x = visual.stem(x)
+        x = visual.layer4(visual.layer3(visual.layer2(visual.layer1(x))))
+        pool = visual.attnpool
+        value = F.conv2d(x, pool.v_proj.weight[:, :, None, None], pool.v_proj.bias)
+        feats = F.conv2d(value, pool.c_proj.weight[:, :, None, None], pool.c_proj.bias)
+        keys = F.linear(x.flatten(2).transpose(1, 2), pool.k_proj.weight, pool.k_proj.bias)
+        return feats, keys
+
+    @torch.no_grad()
+    def dense_features_and_keys(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Dense joint-space features and last-layer keys.
+
+        Args:
+            images: B×3×H×W, normalised with the model's mean/std.
+
+        Returns:
+            (B×D×h×w L2-normalised features, B×(h·w)×C keys) with h = ⌈H/s⌉ for ViT (the input
+            is zero-padded bottom/right to a multiple of the patch size s).
+        """
+        if self.arch == "resnet":
+            feats, keys = self._resnet_dense(images)
+        else:
+            tokens, (h, w) = self._vit_tokens_before_last_block(images)
+            values, keys = self._vit_value_path(tokens)
+            feats = values[:, 1:] @ self.clip.visual.proj  # CLS token dropped
+            feats = feats.transpose(1, 2).reshape(images.shape[0], -1, h, w)
+            keys = keys[:, 1:]
+        return F.normalize(feats.float(), dim=1), keys.float()
+
+    def dense_features(self, images: Tensor) -> Tensor:
+        """B×3×H×W normalised images → B×D×h×w L2-normalised joint-space embeddings."""
+        return self.dense_features_and_keys(images)[0]
+
+    # ------------------------------------------------------------------ text
+    @torch.no_grad()
+    def encode_queries(self, queries: Sequence[str], templates: str | Sequence[str] = "imagenet85",
+                       progress: bool = True) -> Tensor:
+        """Prompt-ensembled, unit-norm embeddings (Q×D) of free-text queries, disk-cached."""
+        templates = get_templates(templates)
+        device = self.clip.logit_scale.device
+        return load_or_build_classifier(
+            lambda: build_text_classifier(self.clip, self.tokenizer, list(queries), templates,
+                                          device=device, progress=progress),
+            self.spec.weights_id, list(queries), templates, self.cache_dir,
+        ).to(device)
+
+    def set_vocabulary(self, vocabulary: ClassVocabulary | str | Sequence[str],
+                       templates: str | Sequence[str] = "imagenet85") -> None:
+        """Build (or load from cache) the text classifier for a vocabulary."""
+        vocab = load_vocabulary(vocabulary)
+        self.vocabulary = vocab
+        self.query_embeddings = self.encode_queries(vocab.flat_queries, templates)
+        self.query_to_class = vocab.query_to_class.to(self.query_embeddings.device)
+
+    @property
+    def class_embeddings(self) -> Tensor:
+        """C×D: per class, the renormalised mean of its synonyms' embeddings."""
+        self._require_vocabulary()
+        return class_embeddings(self.query_embeddings, self.query_to_class,
+                                self.vocabulary.num_classes)
+
+    def _require_vocabulary(self) -> None:
+        if self.vocabulary is None:
+            raise RuntimeError("call teacher.set_vocabulary(...) before asking for logits")
+
+    # ------------------------------------------------------------------ logits
+    @torch.no_grad()
+    def query_scores(self, images: Tensor, query_embeddings: Tensor | None = None
+                     ) -> tuple[Tensor, bool]:
+        """Per-query scores at feature resolution, refined as configured.
+
+        Args:
+            images: B×3×H×W normalised images.
+            query_embeddings: Q×D unit-norm text embeddings (default: the vocabulary's).
+
+        Returns:
+            (B×Q×h×w scores, is_probability): cosine logits, or probabilities when key
+            smoothing ran (as the official head returns them).
+        """
+        if query_embeddings is None:
+            self._require_vocabulary()
+            query_embeddings = self.query_embeddings
+        feats, keys = self.dense_features_and_keys(images)
+        logits = torch.einsum("bdhw,qd->bqhw", feats, query_embeddings.to(feats.dtype))
+        need_keys = self.refine.key_smoothing
+        return refine_scores(logits, keys if need_keys else None, self.refine,
+                             self.resolved_temperature())
+
+    @torch.no_grad()
+    def forward(self, images: Tensor, output_size: tuple[int, int] | None = None) -> Tensor:
+        """Class probabilities at input (or original-image) resolution.
+
+        Feature-resolution query scores are averaged over sliding windows (if configured) and
+        bilinearly upsampled to the input size H×W, then, like mmseg's ``whole_inference``,
+        resized again to ``output_size`` (the original image). Only then are they turned into
+        probabilities with softmax(T·logits) (key smoothing already gives probabilities) and
+        max-merged over each class's synonyms, so the argmax matches the official code.
+
+        Args:
+            images: B×3×H×W normalised images.
+            output_size: (H0, W0) to resize to, e.g. the ground truth's size; None keeps H×W.
+
+        Returns:
+            B×C×H×W (or B×C×H0×W0) class probabilities; argmax is the MaskCLIP prediction.
+        """
+        self._require_vocabulary()
+        is_prob = self.refine.key_smoothing
+        scores = segment_scores(lambda crops: self.query_scores(crops)[0], images,
+                                self.output_stride, self.inference)
+        if output_size is not None and tuple(output_size) != tuple(scores.shape[-2:]):
+            scores = F.interpolate(scores, size=tuple(output_size), mode="bilinear",
+                                   align_corners=False)
+        probs = scores if is_prob else torch.softmax(self.resolved_temperature() * scores, 1)
+        return merge_synonyms(probs, self.query_to_class, self.vocabulary.num_classes)
+
+
+def merge_synonyms(probs: Tensor, query_to_class: Tensor, num_classes: int) -> Tensor:
+    """Max over each class's queries (SCLIP's rule for synonyms).
+
+    Args:
+        probs: B×Q×H×W query probabilities.
+        query_to_class: Q long tensor.
+
+    Returns:
+        B×C×H×W; identical to ``probs`` when every class has exactly one query.
+    """
+    if probs.shape[1] == num_classes:
+        return probs
+    index = query_to_class.to(probs.device).view(1, -1, 1, 1).expand_as(probs)
+    out = probs.new_full((probs.shape[0], num_classes, *probs.shape[2:]), float("-inf"))
+    return out.scatter_reduce(1, index, probs, reduce="amax", include_self=True)

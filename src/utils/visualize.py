@@ -1,0 +1,65 @@
+"""Colour palettes and image | ground truth | prediction panels for loggers and exports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+IGNORE_COLOR = (0, 0, 0)
+
+
+def make_palette(num_classes: int) -> np.ndarray:
+    """A deterministic, well-spread (num_classes+1)×3 uint8 palette; the last row is for 255.
+
+    Uses the PASCAL VOC bit-interleaving scheme, so the first 21 colours match VOC's.
+    """
+    palette = np.zeros((num_classes + 1, 3), dtype=np.uint8)
+    for index in range(num_classes):
+        label, r, g, b = index, 0, 0, 0
+        for bit in range(8):
+            r |= ((label >> 0) & 1) << (7 - bit)
+            g |= ((label >> 1) & 1) << (7 - bit)
+            b |= ((label >> 2) & 1) << (7 - bit)
+            label >>= 3
+        palette[index] = (r, g, b)
+    palette[num_classes] = IGNORE_COLOR
+    return palette
+
+
+def colorize(labels: np.ndarray | Tensor, palette: np.ndarray, ignore_index: int = 255
+             ) -> np.ndarray:
+    """H×W class indices (255 = ignore) → H×W×3 uint8 colours."""
+    labels = labels.cpu().numpy() if isinstance(labels, Tensor) else np.asarray(labels)
+    idx = labels.astype(np.int64)
+    idx = np.where(idx == ignore_index, len(palette) - 1, idx)
+    return palette[np.clip(idx, 0, len(palette) - 1)]
+
+
+def denormalize(image: Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """3×H×W normalised tensor → H×W×3 uint8 RGB."""
+    mean_t = torch.tensor(mean, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    rgb = (image * std_t + mean_t).clamp(0, 1) * 255
+    return rgb.round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def overlay_panel(image: np.ndarray, target: np.ndarray | None, pred: np.ndarray,
+                  palette: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """Side by side: image, ground-truth overlay (if any) and prediction overlay.
+
+    Args:
+        image: H×W×3 uint8 at the label resolution.
+        target: H×W labels or None; pred: H×W labels.
+
+    Returns:
+        H×(2 or 3)W×3 uint8 panel.
+    """
+    def blend(labels: np.ndarray) -> np.ndarray:
+        colours = colorize(labels, palette).astype(np.float32)
+        return (alpha * colours + (1 - alpha) * image.astype(np.float32)).astype(np.uint8)
+
+    parts = [image] + ([blend(target)] if target is not None else []) + [blend(pred)]
+    return np.concatenate(parts, axis=1)

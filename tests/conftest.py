@@ -1,0 +1,35 @@
+"""Shared test set-up: offline, CPU, tiny random-init open_clip models."""
+
+from __future__ import annotations
+
+import os
+
+# Set before anything imports huggingface_hub / wandb: a stray pretrained tag must fail at once
+# instead of retrying for a minute, and no test may reach the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def tiny_vit():
+    from src.models.teacher import MaskCLIPTeacher
+
+    return MaskCLIPTeacher("tiny-vit", None, cache_dir=None)
+
+
+@pytest.fixture
+def tiny_rn():
+    from src.models.teacher import MaskCLIPTeacher
+
+    return MaskCLIPTeacher("tiny-rn", None, cache_dir=None)

@@ -27,18 +27,20 @@ already exist unless ``--overwrite`` is given.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
-from multiprocessing import Pool
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a file: make ``src`` and ``scripts`` importable
+    sys.path.insert(0, str(ROOT))
+
+from scripts._common import add_common_args, fail, pending, warn  # noqa: E402
+from src.utils.io import parallel_map, save_png_atomic  # noqa: E402
 
 SPLITS: tuple[str, ...] = ("train2017", "val2017")
 OUT_SUFFIX = "_labelTrainIds.png"
@@ -70,31 +72,6 @@ def build_lut() -> np.ndarray:
 
 RAW_TO_TRAIN_ID: np.ndarray = build_lut()
 
-# --------------------------------------------------------------------------- small helpers
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def _fail(msg: str) -> NoReturn:
-    raise SystemExit(f"error: {msg}")
-
-
-def save_png_atomic(img: Image.Image, dst: Path) -> None:
-    """Save ``img`` as PNG to ``dst`` via a temp file in the same directory + ``os.replace``."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG")
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 # --------------------------------------------------------------------------- conversion
 
 
@@ -120,30 +97,12 @@ def convert_file(task: tuple[str, str]) -> str:
     return dst
 
 
-def _run(tasks: list[tuple[str, str]], nproc: int, desc: str) -> None:
-    if not tasks:
-        return
-    if nproc <= 1:
-        for task in tqdm(tasks, desc=desc, unit="img"):
-            convert_file(task)
-        return
-    chunksize = max(1, min(64, len(tasks) // (nproc * 8)))
-    with Pool(nproc) as pool:
-        for _ in tqdm(
-            pool.imap_unordered(convert_file, tasks, chunksize=chunksize),
-            total=len(tasks),
-            desc=desc,
-            unit="img",
-        ):
-            pass
-
-
 def link_images(images_root: Path, out_root: Path, splits: Sequence[str]) -> None:
     """Symlink ``<images_root>/<split>`` to ``<out_root>/images/<split>`` (skip if present)."""
     for split in splits:
         src = images_root / split
         if not src.is_dir():
-            _fail(
+            fail(
                 f"image folder not found: {src}\n"
                 f"  --images-root must contain the COCO 2017 image folders "
                 f"{', '.join(s + '/' for s in splits)} (from train2017.zip / val2017.zip)"
@@ -198,12 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(SPLITS),
         help="which splits to convert (default: both)",
     )
-    p.add_argument(
-        "--nproc", type=int, default=1, help="number of worker processes (default: %(default)s)"
-    )
-    p.add_argument(
-        "--overwrite", action="store_true", help="re-convert files whose output already exists"
-    )
+    add_common_args(p, "files")
     return p
 
 
@@ -218,10 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(the unzipped stuffthingmaps_trainval2017.zip)"
     )
     if not stuff_root.is_dir():
-        _fail(f"--stuff-root not found: {stuff_root}\n  {layout}")
+        fail(f"--stuff-root not found: {stuff_root}\n  {layout}")
     for split in splits:
         if not (stuff_root / split).is_dir():
-            _fail(f"raw label folder not found: {stuff_root / split}\n  {layout}")
+            fail(f"raw label folder not found: {stuff_root / split}\n  {layout}")
 
     total = 0
     for split in splits:
@@ -233,19 +187,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not p.name.startswith(".") and not p.name.endswith(OUT_SUFFIX)
         )
         if not srcs:
-            _fail(f"no raw label PNGs in {in_dir}\n  {layout}")
+            fail(f"no raw label PNGs in {in_dir}\n  {layout}")
         total += len(srcs)
         out_dir.mkdir(parents=True, exist_ok=True)
         tasks = [(str(s), str(out_dir / f"{s.stem}{OUT_SUFFIX}")) for s in srcs]
-        todo = tasks if args.overwrite else [t for t in tasks if not os.path.exists(t[1])]
+        todo = pending(tasks, args.overwrite)
         print(f"[{split}] {len(srcs)} label maps, {len(tasks) - len(todo)} already converted")
-        _run(todo, args.nproc, desc=f"coco-stuff {split}")
+        parallel_map(convert_file, todo, args.nproc, f"coco-stuff {split}", unit="img")
 
     if set(splits) == set(SPLITS) and total != EXPECTED_TOTAL:
-        print(
-            f"warning: found {total} label maps, the full COCO-Stuff 164k release has "
-            f"{EXPECTED_TOTAL}",
-            file=sys.stderr,
+        warn(
+            f"found {total} label maps, the full COCO-Stuff 164k release has {EXPECTED_TOTAL}"
         )
 
     if args.images_root is not None:

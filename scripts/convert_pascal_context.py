@@ -34,21 +34,23 @@ already exist unless ``--overwrite`` is given.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import re
 import sys
-import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from multiprocessing import Pool
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a file: make ``src`` and ``scripts`` importable
+    sys.path.insert(0, str(ROOT))
+
+from scripts._common import add_common_args, fail, pending, warn  # noqa: E402
+from src.utils.io import parallel_map, read_lines, save_png_atomic, write_lines_atomic  # noqa: E402
 
 # The 59 PASCAL-Context classes with their id in the 459-class list / Detail ``category_id``.
 # Sorted by id (the names are alphabetical in the 459 list too), so the train id of a class is its
@@ -77,61 +79,10 @@ EXPECTED_SPLIT_LEN = {"train": 4998, "val": 5105}  # only used for a warning
 
 # --------------------------------------------------------------------------- small helpers
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def _fail(msg: str) -> NoReturn:
-    raise SystemExit(f"error: {msg}")
-
-
-def _warn(msg: str) -> None:
-    print(f"warning: {msg}", file=sys.stderr)
-
-
-def _tmp_path(dst: Path) -> tuple[int, str]:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-
-
-def _finish(tmp: str, dst: Path) -> None:
-    os.chmod(tmp, 0o666 & ~_UMASK)
-    os.replace(tmp, dst)
-
-
-def save_png_atomic(img: Image.Image, dst: Path) -> None:
-    """Save ``img`` as PNG to ``dst`` via a temp file in the same directory + ``os.replace``."""
-    fd, tmp = _tmp_path(dst)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG")
-        _finish(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def write_lines_atomic(path: Path, lines: Iterable[str]) -> bool:
-    """Atomically write ``lines`` (newline-terminated); no-op if the content is unchanged."""
-    text = "".join(f"{line}\n" for line in lines)
-    if path.is_file() and path.read_text() == text:
-        return False
-    fd, tmp = _tmp_path(path)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        _finish(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return True
-
 
 def read_ids(path: Path) -> list[str]:
-    with open(path) as f:
-        return [s for s in (line.strip().split()[0] for line in f if line.strip()) if s]
+    """The first field of each non-empty line (VOC ``ImageSets/Main`` lists may have two)."""
+    return [line.split()[0] for line in read_lines(path)]
 
 
 def _norm(name: str) -> str:
@@ -178,11 +129,11 @@ def class_ids_from_labels(labels: dict[str, int], source: Path) -> list[int]:
                 moved.append(f"{name}: {found} (built-in {default})")
             ids.append(found)
     if missing:
-        _warn(f"{source}: no entry for {missing}; using the built-in ids for them")
+        warn(f"{source}: no entry for {missing}; using the built-in ids for them")
     if moved:
-        _warn(f"{source}: ids differ from the built-in table, using labels.txt: {moved}")
+        warn(f"{source}: ids differ from the built-in table, using labels.txt: {moved}")
     if len(set(ids)) != len(ids):
-        _fail(f"{source}: two of the 59 classes resolve to the same id: {ids}")
+        fail(f"{source}: two of the 59 classes resolve to the same id: {ids}")
     return ids
 
 
@@ -304,27 +255,6 @@ def convert_mat_image(task: tuple[str, str]) -> set[int]:
     return set()
 
 
-def _run(fn, tasks: list, nproc: int, class_ids: Sequence[int], desc: str) -> set[int]:
-    unmapped: set[int] = set()
-    if not tasks:
-        return unmapped
-    if nproc <= 1:
-        _init_worker(class_ids)
-        for task in tqdm(tasks, desc=desc, unit="img"):
-            unmapped |= fn(task)
-        return unmapped
-    chunksize = max(1, min(32, len(tasks) // (nproc * 8)))
-    with Pool(nproc, initializer=_init_worker, initargs=(list(class_ids),)) as pool:
-        for res in tqdm(
-            pool.imap_unordered(fn, tasks, chunksize=chunksize),
-            total=len(tasks),
-            desc=desc,
-            unit="img",
-        ):
-            unmapped |= res
-    return unmapped
-
-
 # --------------------------------------------------------------------------- formats
 
 
@@ -348,7 +278,7 @@ def _check_detail_categories(data: dict[str, Any], source: Path) -> None:
         if cid in names and _norm(names[cid]) != _norm(name)
     ]
     if bad:
-        _warn(f"{source}: category names differ from the built-in 59-class table: {bad}")
+        warn(f"{source}: category names differ from the built-in 59-class table: {bad}")
 
 
 def prepare_detail(
@@ -362,9 +292,9 @@ def prepare_detail(
         with open(json_path) as f:
             data = json.load(f)
     except json.JSONDecodeError as e:
-        _fail(f"cannot parse {json_path}: {e}\n  {layout}")
+        fail(f"cannot parse {json_path}: {e}\n  {layout}")
     if not isinstance(data, dict) or not {"images", "annos_segmentation"} <= data.keys():
-        _fail(f"{json_path}: missing 'images' / 'annos_segmentation'\n  {layout}")
+        fail(f"{json_path}: missing 'images' / 'annos_segmentation'\n  {layout}")
     _check_detail_categories(data, json_path)
 
     anns_by_img: dict[Any, list[tuple[int, Any]]] = defaultdict(list)
@@ -390,7 +320,7 @@ def prepare_detail(
             )
         )
     if not tasks:
-        _fail(f"{json_path}: no images with phase 'train' or 'val'\n  {layout}")
+        fail(f"{json_path}: no images with phase 'train' or 'val'\n  {layout}")
     return splits, tasks
 
 
@@ -400,17 +330,17 @@ def _find_mat_dir(ann: Path) -> Path:
         "(or <annotation>/trainval/<id>.mat), each with a LabelMap variable"
     )
     if not ann.is_dir():
-        _fail(f"--annotation folder not found: {ann}\n  {layout}")
+        fail(f"--annotation folder not found: {ann}\n  {layout}")
     for cand in (ann, ann / "trainval", ann / "trainval" / "trainval"):
         if cand.is_dir() and any(cand.glob("*.mat")):
             return cand
-    _fail(f"no .mat files in {ann} or {ann / 'trainval'}\n  {layout}")
+    fail(f"no .mat files in {ann} or {ann / 'trainval'}\n  {layout}")
 
 
 def _find_labels_txt(explicit: Path | None, mat_dir: Path) -> Path | None:
     if explicit is not None:
         if not explicit.is_file():
-            _fail(f"--labels file not found: {explicit} (expected '<id>: <name>' lines)")
+            fail(f"--labels file not found: {explicit} (expected '<id>: <name>' lines)")
         return explicit
     for cand in (mat_dir / "labels.txt", mat_dir.parent / "labels.txt"):
         if cand.is_file():
@@ -427,7 +357,7 @@ def prepare_mat(
         try:
             parsed = parse_labels_txt(labels_path)
         except ValueError as e:
-            _fail(str(e))
+            fail(str(e))
         class_ids = class_ids_from_labels(parsed, labels_path)
         print(f"class ids located by name in {labels_path}")
     else:
@@ -440,19 +370,19 @@ def prepare_mat(
     for split in ("train", "val"):
         path = main_dir / f"{split}.txt"
         if not path.is_file():
-            _fail(
+            fail(
                 f"split list not found: {path}\n  the mat format takes the train/val split from "
                 f"<voc-root>/ImageSets/Main/{{train,val}}.txt of VOC2010 (VOCtrainval_03-May-2010)"
             )
         ids = read_ids(path)
         have = sorted(i for i in set(ids) if i in mats)
         if len(have) < len(set(ids)):
-            _warn(f"{len(set(ids)) - len(have)} ids of {path} have no .mat in {mat_dir}")
+            warn(f"{len(set(ids)) - len(have)} ids of {path} have no .mat in {mat_dir}")
         splits[split] = have
     wanted = sorted(set(splits["train"]) | set(splits["val"]))
     tasks = [(str(mats[s]), str(out_dir / f"{s}.png")) for s in wanted]
     if not tasks:
-        _fail(f"none of the ids in {main_dir}/{{train,val}}.txt has a .mat in {mat_dir}")
+        fail(f"none of the ids in {main_dir}/{{train,val}}.txt has a .mat in {mat_dir}")
     return splits, tasks, class_ids
 
 
@@ -498,12 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="(mat) labels.txt with '<id>: <name>' lines; default: look next to the .mat folder",
     )
-    p.add_argument(
-        "--nproc", type=int, default=1, help="number of worker processes (default: %(default)s)"
-    )
-    p.add_argument(
-        "--overwrite", action="store_true", help="re-convert labels whose output already exists"
-    )
+    add_common_args(p, "labels")
     return p
 
 
@@ -512,9 +437,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     voc_root: Path = args.voc_root
     ann: Path = args.annotation
     if not voc_root.is_dir():
-        _fail(f"--voc-root not found: {voc_root}\n  expected the VOCdevkit/VOC2010 folder")
+        fail(f"--voc-root not found: {voc_root}\n  expected the VOCdevkit/VOC2010 folder")
     if not ann.exists():
-        _fail(
+        fail(
             f"--annotation not found: {ann}\n  expected trainval_merged.json (--format detail) "
             f"or the unpacked trainval.tar.gz folder with <id>.mat files (--format mat)"
         )
@@ -523,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fmt = "mat" if ann.is_dir() else "detail"
     if fmt == "detail" and ann.is_dir():
         if not (ann / "trainval_merged.json").is_file():
-            _fail(f"--format detail: {ann} is a folder without trainval_merged.json")
+            fail(f"--format detail: {ann} is a folder without trainval_merged.json")
         ann = ann / "trainval_merged.json"
 
     out_dir = voc_root / "SegmentationClassContext"
@@ -531,16 +456,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if fmt == "detail":
         splits, tasks = prepare_detail(ann, out_dir)
         class_ids: list[int] = list(CONTEXT59_IDS)
-        fn, dst_index = convert_detail_image, 4
+        fn = convert_detail_image
     else:
         splits, tasks, class_ids = prepare_mat(voc_root, ann, args.labels, out_dir)
-        fn, dst_index = convert_mat_image, 1
+        fn = convert_mat_image
 
-    todo = tasks if args.overwrite else [t for t in tasks if not os.path.exists(t[dst_index])]
+    todo = pending(tasks, args.overwrite)
     print(f"[{fmt}] {len(tasks)} labels, {len(tasks) - len(todo)} already converted")
-    unmapped = _run(fn, todo, args.nproc, class_ids, desc="SegmentationClassContext")
+    results = parallel_map(
+        fn,
+        todo,
+        args.nproc,
+        "SegmentationClassContext",
+        unit="img",
+        initializer=_init_worker,
+        initargs=(list(class_ids),),
+        max_chunksize=32,
+    )
+    unmapped: set[int] = set().union(*results)
     if unmapped:
-        _warn(
+        warn(
             f"category ids outside the 59 classes were mapped to background: {sorted(unmapped)}"
         )
 
@@ -551,7 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         changed = write_lines_atomic(path, ids)
         print(f"{'wrote' if changed else 'unchanged'} {path} ({len(ids)} ids)")
         if len(ids) != EXPECTED_SPLIT_LEN[split]:
-            _warn(
+            warn(
                 f"{split}.txt has {len(ids)} ids; the full PASCAL-Context release has "
                 f"{EXPECTED_SPLIT_LEN[split]}"
             )

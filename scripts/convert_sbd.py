@@ -31,95 +31,26 @@ already exist unless ``--overwrite`` is given.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
-from multiprocessing import Pool
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a file: make ``src`` and ``scripts`` importable
+    sys.path.insert(0, str(ROOT))
+
+from scripts._common import add_common_args, fail, pending, warn  # noqa: E402
+from src.utils.io import parallel_map, read_lines, save_png_atomic, write_lines_atomic  # noqa: E402
+from src.utils.visualize import voc_palette  # noqa: E402
 
 NUM_CLASSES = 21
 IGNORE_INDEX = 255
 EXPECTED_AUG_LEN = 10_582  # only used for a warning
 
-# --------------------------------------------------------------------------- small helpers
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def _fail(msg: str) -> NoReturn:
-    raise SystemExit(f"error: {msg}")
-
-
-def _tmp_path(dst: Path) -> tuple[int, str]:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-
-
-def _finish(tmp: str, dst: Path) -> None:
-    os.chmod(tmp, 0o666 & ~_UMASK)
-    os.replace(tmp, dst)
-
-
-def save_png_atomic(img: Image.Image, dst: Path) -> None:
-    """Save ``img`` as PNG to ``dst`` via a temp file in the same directory + ``os.replace``."""
-    fd, tmp = _tmp_path(dst)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG")
-        _finish(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def write_lines_atomic(path: Path, lines: Iterable[str]) -> bool:
-    """Atomically write ``lines`` (newline-terminated); no-op if the content is unchanged."""
-    text = "".join(f"{line}\n" for line in lines)
-    if path.is_file() and path.read_text() == text:
-        return False
-    fd, tmp = _tmp_path(path)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        _finish(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return True
-
-
-def read_ids(path: Path) -> list[str]:
-    with open(path) as f:
-        return [s for s in (line.strip() for line in f) if s]
-
-
 # --------------------------------------------------------------------------- VOC palette
-
-
-def voc_palette() -> list[int]:
-    """The standard 256-entry PASCAL VOC colour map, flattened to [r0, g0, b0, r1, ...]."""
-    pal: list[int] = []
-    for label in range(256):
-        r = g = b = 0
-        c = label
-        for shift in range(7, -1, -1):
-            r |= (c & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        pal += [r, g, b]
-    return pal
-
 
 VOC_PALETTE: list[int] = voc_palette()
 
@@ -185,25 +116,6 @@ def convert_one(task: tuple[str, str, str]) -> str:
     return dst
 
 
-def _run(tasks: list[tuple[str, str, str]], nproc: int) -> None:
-    if not tasks:
-        return
-    desc = "SegmentationClassAug"
-    if nproc <= 1:
-        for task in tqdm(tasks, desc=desc, unit="img"):
-            convert_one(task)
-        return
-    chunksize = max(1, min(64, len(tasks) // (nproc * 8)))
-    with Pool(nproc) as pool:
-        for _ in tqdm(
-            pool.imap_unordered(convert_one, tasks, chunksize=chunksize),
-            total=len(tasks),
-            desc=desc,
-            unit="img",
-        ):
-            pass
-
-
 def compute_aug_ids(
     voc_train: Iterable[str],
     voc_val: Iterable[str],
@@ -241,12 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="SBD benchmark_RELEASE folder (or its dataset/ subfolder)",
     )
-    p.add_argument(
-        "--nproc", type=int, default=1, help="number of worker processes (default: %(default)s)"
-    )
-    p.add_argument(
-        "--overwrite", action="store_true", help="re-convert labels whose output already exists"
-    )
+    add_common_args(p, "labels")
     return p
 
 
@@ -256,13 +163,13 @@ def _resolve_sbd_dataset(sbd_root: Path) -> Path:
         "(benchmark_RELEASE/ from SBD's benchmark.tgz)"
     )
     if not sbd_root.is_dir():
-        _fail(f"--sbd-root not found: {sbd_root}\n  {layout}")
+        fail(f"--sbd-root not found: {sbd_root}\n  {layout}")
     dataset = sbd_root / "dataset"
     if not dataset.is_dir() and (sbd_root / "cls").is_dir():
         dataset = sbd_root  # user passed benchmark_RELEASE/dataset directly
     for rel in ("cls", "train.txt", "val.txt"):
         if not (dataset / rel).exists():
-            _fail(f"SBD input not found: {dataset / rel}\n  {layout}")
+            fail(f"SBD input not found: {dataset / rel}\n  {layout}")
     return dataset
 
 
@@ -276,16 +183,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ImageSets/Segmentation/{train,val}.txt} (VOCdevkit/VOC2012)"
     )
     if not voc_root.is_dir():
-        _fail(f"--voc-root not found: {voc_root}\n  {voc_layout}")
+        fail(f"--voc-root not found: {voc_root}\n  {voc_layout}")
     sets_dir = voc_root / "ImageSets" / "Segmentation"
     for rel in (voc_root / "SegmentationClass", sets_dir / "train.txt", sets_dir / "val.txt"):
         if not rel.exists():
-            _fail(f"VOC input not found: {rel}\n  {voc_layout}")
+            fail(f"VOC input not found: {rel}\n  {voc_layout}")
 
     voc_pngs = {p.stem: p for p in (voc_root / "SegmentationClass").glob("*.png")}
     sbd_mats = {p.stem: p for p in (sbd / "cls").glob("*.mat")}
     if not sbd_mats:
-        _fail(f"no .mat files in {sbd / 'cls'}")
+        fail(f"no .mat files in {sbd / 'cls'}")
 
     out_dir = voc_root / "SegmentationClassAug"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -295,22 +202,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             tasks.append(("png", str(voc_pngs[stem]), str(out_dir / f"{stem}.png")))
         else:
             tasks.append(("mat", str(sbd_mats[stem]), str(out_dir / f"{stem}.png")))
-    todo = tasks if args.overwrite else [t for t in tasks if not os.path.exists(t[2])]
+    todo = pending(tasks, args.overwrite)
     print(
         f"{len(sbd_mats)} SBD .mat + {len(voc_pngs)} VOC .png -> {len(tasks)} labels "
         f"({len(tasks) - len(todo)} already converted)"
     )
-    _run(todo, args.nproc)
+    parallel_map(convert_one, todo, args.nproc, "SegmentationClassAug", unit="img")
 
     aug = compute_aug_ids(
-        read_ids(sets_dir / "train.txt"),
-        read_ids(sets_dir / "val.txt"),
-        read_ids(sbd / "train.txt"),
-        read_ids(sbd / "val.txt"),
+        read_lines(sets_dir / "train.txt"),
+        read_lines(sets_dir / "val.txt"),
+        read_lines(sbd / "train.txt"),
+        read_lines(sbd / "val.txt"),
     )
     missing = [i for i in aug if not (out_dir / f"{i}.png").is_file()]
     if missing:
-        _fail(
+        fail(
             f"{len(missing)} ids in the aug list have neither {sbd / 'cls'}/<id>.mat nor "
             f"{voc_root / 'SegmentationClass'}/<id>.png, e.g. {missing[:5]}"
         )
@@ -318,10 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     changed = write_lines_atomic(aug_path, aug)
     print(f"{'wrote' if changed else 'unchanged'} {aug_path} ({len(aug)} ids)")
     if len(aug) != EXPECTED_AUG_LEN:
-        print(
-            f"warning: aug.txt has {len(aug)} ids; the full VOC2012 + SBD release gives "
-            f"{EXPECTED_AUG_LEN}",
-            file=sys.stderr,
+        warn(
+            f"aug.txt has {len(aug)} ids; the full VOC2012 + SBD release gives "
+            f"{EXPECTED_AUG_LEN}"
         )
     print(f"Done: {out_dir}")
     return 0

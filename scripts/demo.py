@@ -1,46 +1,128 @@
-"""`make demo`: generate a small dataset in the generic folder layout and evaluate MaskCLIP on it.
+"""`make demo`: MaskCLIP on the offline world, end to end on CPU, with no download.
 
-Until the offline world (a procedural dataset plus a CLIP pre-trained on it) lands, the demo runs
-the full training-free evaluation path (datamodule → teacher → refinements → metrics → logger) on
-a generated folder dataset with a tiny random-init CLIP. Its mIoU is therefore near chance: the
-point is that every stage runs end to end, offline, on CPU.
+The job evaluates the world CLIP (committed under assets/world_clip/, rebuilt by
+`make world-clip`) on the world's test split, through the same `src.eval` code path that runs on
+VOC. It compares:
+  - MaskCLIP (the last block's value path);
+  - MaskCLIP + key smoothing + prompt denoising, at the CLIP's own temperature and at 100;
+  - the naive baseline (the unchanged last block per patch).
+It prints a table of mIoU, seen, unseen and hIoU, and writes overlay PNGs (image | ground truth |
+predictions), results.md/json and a W&B offline run under logs/demo/.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
 
-from src.data.fixtures import write_folder_fixture  # noqa: E402
+VARIANTS = {
+    "maskclip": ["experiment=world_maskclip"],
+    "maskclip_kspd": ["experiment=world_maskclip_kspd"],
+    "maskclip_kspd_t100": ["experiment=world_maskclip_kspd", "refine.temperature=100"],
+    "naive": ["experiment=world_naive"],
+}
+LABELS = {
+    "maskclip": "MaskCLIP (value path)",
+    "maskclip_kspd": "MaskCLIP + KS + PD (T = CLIP's own scale)",
+    "maskclip_kspd_t100": "MaskCLIP + KS + PD (T = 100)",
+    "naive": "naive per-token baseline",
+}
+PANEL_VARIANTS = ("maskclip", "maskclip_kspd", "naive")
 
-CLASSES = ("red", "green", "blue", "yellow", "sky", "grass")
+
+def overlay_figure(out_path: Path, num_images: int = 4) -> Path:
+    """Image | ground truth | MaskCLIP | + KS + PD | naive, for the first test images, with a legend."""
+    import numpy as np
+    import torch
+    from PIL import Image, ImageDraw
+
+    from src.data.transforms import build_eval_transform
+    from src.data.world import CLASSES, WorldDataset
+    from src.eval import build_teacher
+    from src.utils.experiments import compose_config
+    from src.utils.visualize import colorize, make_palette
+
+    palette = make_palette(len(CLASSES))
+    columns = []
+    dataset = None
+    for name in PANEL_VARIANTS:
+        cfg = compose_config("eval", VARIANTS[name])
+        teacher = build_teacher(cfg)
+        teacher.set_vocabulary(cfg.data.vocabulary, cfg.prompts.templates)
+        if dataset is None:
+            dataset = WorldDataset(split="test", transform=build_eval_transform(
+                (96, 96), teacher.image_mean, teacher.image_std))
+        preds = []
+        for index in range(num_images):
+            sample = dataset[index]
+            with torch.no_grad():
+                preds.append(teacher(sample["image"][None])[0].argmax(0).numpy())
+        columns.append(preds)
+    scale = 3
+    rows = []
+    for index in range(num_images):
+        scene = dataset.scene(index)
+        tiles = [scene.image, colorize(scene.mask, palette)] + [
+            colorize(col[index], palette) for col in columns]
+        row = np.concatenate([np.pad(t, ((2, 2), (2, 2), (0, 0)), constant_values=255)
+                              for t in tiles], axis=1)
+        rows.append(row)
+    grid = np.concatenate(rows, axis=0).repeat(scale, 0).repeat(scale, 1)
+    header_h, legend_h = 24, 26
+    canvas = Image.new("RGB", (grid.shape[1], grid.shape[0] + header_h + legend_h), "white")
+    canvas.paste(Image.fromarray(grid), (0, header_h))
+    draw = ImageDraw.Draw(canvas)
+    tile_w = (96 + 4) * scale
+    for k, title in enumerate(["image", "ground truth", "MaskCLIP", "+ KS + PD", "naive"]):
+        draw.text((k * tile_w + 8, 6), title, fill="black")
+    y = header_h + grid.shape[0] + 6
+    x = 6
+    for c, name in enumerate(CLASSES):
+        draw.rectangle([x, y, x + 12, y + 12], fill=tuple(int(v) for v in palette[c]))
+        draw.text((x + 16, y), name, fill="black")
+        x += 16 + 7 * len(name) + 14
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(out_path)
+    return out_path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=str(ROOT / "data"), help="where to write the data")
-    parser.add_argument("--images", type=int, default=8, help="number of generated images")
-    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for src.eval")
+    parser.add_argument("--out", type=Path, default=ROOT / "logs" / "demo")
+    parser.add_argument("overrides", nargs="*", help="extra src.eval overrides for every variant")
     args = parser.parse_args(argv)
 
-    folder = Path(args.data_dir) / "demo_folder"
-    if not (folder / "classes.txt").is_file():
-        write_folder_fixture(folder, class_names=CLASSES, n=args.images, size=(96, 128), seed=0)
-        print(f"wrote {args.images} images in the folder layout to {folder}")
-    cmd = [sys.executable, "-m", "src.eval", "data=folder", f"data.root={folder}",
-           "teacher=tiny", "refine=kspd", "logger=csv", "trainer.accelerator=cpu",
-           "task_name=demo", *args.overrides]
-    print("running:", " ".join(cmd[1:]), flush=True)
-    env = dict(os.environ)
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    return subprocess.call(cmd, cwd=ROOT, env=env)
+    from src.utils.experiments import results_table, run_eval_variants
+
+    checkpoint = ROOT / "assets" / "world_clip" / "world-vit.safetensors"
+    if not checkpoint.is_file():
+        raise SystemExit(f"{checkpoint} is missing: rebuild it with `make world-clip` (~35 min).")
+    started = time.time()
+    results = run_eval_variants(
+        VARIANTS, args.out,
+        common=["trainer.enable_progress_bar=false", "trainer.accelerator=cpu",
+                *args.overrides])
+    table = results_table(results, LABELS)
+    figure = overlay_figure(args.out / "overlay.png")
+    (args.out / "results.md").write_text(table + "\n")
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    print("\nOffline world, test split (200 images), mIoU in %:\n")
+    print(table)
+    print(f"\noverlays: {figure}\nresults: {args.out / 'results.md'}\n"
+          f"W&B offline runs: {args.out}/*/wandb (sync with `wandb sync`)\n"
+          f"total {time.time() - started:.0f} s")
+    return 0
 
 
 if __name__ == "__main__":

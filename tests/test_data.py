@@ -295,11 +295,14 @@ def test_folder_split_naming_missing_image(tmp_path: Path):
 
 
 def test_registry():
+    from src.data.world import WorldDataset
+
     assert DATASETS == {
         "voc": VOCDataset,
         "context": PascalContextDataset,
         "cocostuff": COCOStuffDataset,
         "folder": FolderDataset,
+        "world": WorldDataset,
     }
 
 

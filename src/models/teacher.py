@@ -45,6 +45,11 @@ SUPPORTED_TOWERS = (
 )
 
 Arch = Literal["vit", "resnet"]
+# Dense heads: how the last ViT block turns tokens into per-patch embeddings.
+#   maskclip: the value path (MaskCLIP §3.2, official code).
+#   naive:    the unchanged last block per token (the baseline MaskCLIP improves on, §3.1).
+Head = Literal["maskclip", "naive"]
+HEADS: tuple[str, ...] = ("maskclip", "naive")
 
 
 def _check_tower(visual: nn.Module) -> Arch:
@@ -108,6 +113,8 @@ class MaskCLIPTeacher(nn.Module):
         model_config: optional open_clip JSON config to register before building.
         keep_residual: keep the last block's residual around the value path (official: True).
         keep_ffn: keep the last block's MLP after the value path (official: True).
+        head: ``maskclip`` (value path) or ``naive`` (the unchanged last block per patch, the
+            baseline of MaskCLIP §3.1; ViT only).
         refine: key smoothing / prompt denoising switches (default: off).
         inference: whole-image or sliding-window settings.
         vocabulary, templates: if given, the text classifier is built right away.
@@ -125,6 +132,7 @@ class MaskCLIPTeacher(nn.Module):
         model_config: str | None = None,
         keep_residual: bool = True,
         keep_ffn: bool = True,
+        head: Head = "maskclip",
         refine: RefineConfig | dict | None = None,
         inference: InferenceConfig | dict | None = None,
         vocabulary: ClassVocabulary | str | Sequence[str] | None = None,
@@ -140,6 +148,11 @@ class MaskCLIPTeacher(nn.Module):
         self.model_name = model_name
         self.keep_residual = keep_residual
         self.keep_ffn = keep_ffn
+        if head not in HEADS:
+            raise ValueError(f"unknown teacher head {head!r}; choose one of {list(HEADS)}")
+        if head != "maskclip" and self.arch != "vit":
+            raise ValueError(f"head={head!r} needs a ViT image tower; ResNets support 'maskclip'")
+        self.head = head
         self.refine = refine if isinstance(refine, RefineConfig) else RefineConfig(**(refine or {}))
         self.inference = (inference if isinstance(inference, InferenceConfig)
                           else InferenceConfig(**(inference or {})))
@@ -257,6 +270,24 @@ class MaskCLIPTeacher(nn.Module):
         keys = F.linear(x.flatten(2).transpose(1, 2), pool.k_proj.weight, pool.k_proj.bias)
         return feats, keys
 
+    def _vit_naive_path(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The unchanged last block applied to every token, then ln_post (the naive baseline).
+
+        Returns:
+            (B×N×W tokens after ln_post, B×N×W keys after out_proj, as for the value path).
+        """
+        block = self.clip.visual.transformer.resblocks[-1]
+        attn = block.attn
+        width = x.shape[-1]
+        k = F.linear(block.ln_1(x), attn.in_proj_weight[width:2 * width],
+                     attn.in_proj_bias[width:2 * width])
+        transformer = self.clip.visual.transformer
+        if getattr(transformer, "batch_first", True):
+            out = block(x)
+        else:
+            out = block(x.transpose(0, 1)).transpose(0, 1)
+        return self.clip.visual.ln_post(out), attn.out_proj(k)
+
     @torch.no_grad()
     def dense_features_and_keys(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Dense joint-space features and last-layer keys.
@@ -272,7 +303,8 @@ class MaskCLIPTeacher(nn.Module):
             feats, keys = self._resnet_dense(images)
         else:
             tokens, (h, w) = self._vit_tokens_before_last_block(images)
-            values, keys = self._vit_value_path(tokens)
+            path = self._vit_value_path if self.head == "maskclip" else self._vit_naive_path
+            values, keys = path(tokens)
             feats = values[:, 1:] @ self.clip.visual.proj  # CLS token dropped
             feats = feats.transpose(1, 2).reshape(images.shape[0], -1, h, w)
             keys = keys[:, 1:]

@@ -23,10 +23,15 @@ SCENE5: tuple[str, ...] = (
 
 SINGLE: tuple[str, ...] = ("a photo of a {}.",)
 
+# The offline world's caption phrasings (src/data/world.py): prompts must come from the caption
+# distribution a CLIP was trained on, and the world CLIP only ever read these.
+WORLD: tuple[str, ...] = ("a photo of {}.", "a picture of {}.", "an image of {}.", "{}.")
+
 TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
     "single": SINGLE,
     "imagenet80": IMAGENET80,
     "imagenet85": IMAGENET80 + SCENE5,
+    "world": WORLD,
 }
 
 

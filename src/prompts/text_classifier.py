@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from src.utils.io import atomic_torch_save
+
 log = logging.getLogger(__name__)
 
 # Bump when the embedding computation changes, so stale caches are not reused.
@@ -171,10 +173,7 @@ def load_or_build_classifier(
         except Exception as err:  # a corrupt cache entry is rebuilt, never fatal
             log.warning("ignoring unreadable classifier cache %s (%s)", path, err)
     emb = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"embeddings": emb.cpu(), "queries": list(queries), "templates": list(templates),
-                "weights": weights_id}, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save({"embeddings": emb.cpu(), "queries": list(queries),
+                       "templates": list(templates), "weights": weights_id}, path)
     log.info("cached text classifier at %s", path)
     return emb

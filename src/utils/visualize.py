@@ -11,20 +11,40 @@ from torch import Tensor
 IGNORE_COLOR = (0, 0, 0)
 
 
-def make_palette(num_classes: int) -> np.ndarray:
-    """A deterministic, well-spread (num_classes+1)×3 uint8 palette; the last row is for 255.
+def voc_palette(num_entries: int = 256) -> list[int]:
+    """The PASCAL VOC colour map as a flat ``[r0, g0, b0, r1, g1, b1, ...]`` list.
 
-    Uses the PASCAL VOC bit-interleaving scheme, so the first 21 colours match VOC's.
+    Entry ``i`` spreads the bits of ``i`` over the three channels, most significant colour bit
+    first (bit 0 of ``i`` → bit 7 of red, bit 1 → bit 7 of green, bit 2 → bit 7 of blue, bit 3
+    → bit 6 of red, ...), which gives VOC's colours for its 21 classes and (224, 224, 192) for
+    255. The flat form is what ``PIL.Image.putpalette`` takes.
+
+    Args:
+        num_entries: Number of colours; 256 for a full PNG palette. Larger counts continue the
+            same scheme.
+
+    Returns:
+        ``3 * num_entries`` ints in 0..255.
     """
-    palette = np.zeros((num_classes + 1, 3), dtype=np.uint8)
-    for index in range(num_classes):
+    palette: list[int] = []
+    for index in range(num_entries):
         label, r, g, b = index, 0, 0, 0
         for bit in range(8):
             r |= ((label >> 0) & 1) << (7 - bit)
             g |= ((label >> 1) & 1) << (7 - bit)
             b |= ((label >> 2) & 1) << (7 - bit)
             label >>= 3
-        palette[index] = (r, g, b)
+        palette += [r, g, b]
+    return palette
+
+
+def make_palette(num_classes: int) -> np.ndarray:
+    """A deterministic, well-spread (num_classes+1)×3 uint8 palette; the last row is for 255.
+
+    The class colours are :func:`voc_palette`'s, so the first 21 match PASCAL VOC's.
+    """
+    palette = np.zeros((num_classes + 1, 3), dtype=np.uint8)
+    palette[:num_classes] = np.asarray(voc_palette(num_classes), dtype=np.uint8).reshape(-1, 3)
     palette[num_classes] = IGNORE_COLOR
     return palette
 

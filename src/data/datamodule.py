@@ -1,0 +1,293 @@
+"""LightningDataModule for the segmentation datasets of :mod:`src.data.datasets`.
+
+Evaluation batches are *lists* (images differ in size and masks stay at original resolution);
+training batches are stacked (fixed crop size). Normalisation is resolved lazily so that the entry
+point can inject the CLIP model's own mean/std with :meth:`SegDataModule.set_normalization`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+import src.data.world  # noqa: F401  (registers the offline world in DATASETS)
+from src.data.datasets import DATASETS, SegmentationDataset
+from src.data.splits import ZERO_SHOT_UNSEEN
+from src.data.transforms import (
+    IGNORE_INDEX,
+    NORMALIZATION,
+    build_eval_transform,
+    build_train_transform,
+)
+
+__all__ = ["SegDataModule", "list_collate", "stack_collate"]
+
+log = logging.getLogger(__name__)
+
+
+def list_collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Collates samples of different sizes into lists.
+
+    Args:
+        batch: Samples as returned by :class:`~src.data.datasets.SegmentationDataset`.
+
+    Returns:
+        ``dict(image=list[3×h×w], mask=list[H×W], name=list[str], orig_size=list[(H, W)])``;
+        ``mask`` only when every sample has one.
+
+    Raises:
+        ValueError: If some samples have masks and others do not.
+    """
+    out: dict[str, list[Any]] = {
+        "image": [s["image"] for s in batch],
+        "name": [s["name"] for s in batch],
+        "orig_size": [tuple(s["orig_size"]) for s in batch],
+    }
+    with_mask = sum("mask" in s for s in batch)
+    if with_mask == len(batch):
+        out["mask"] = [s["mask"] for s in batch]
+    elif with_mask:
+        raise ValueError(f"Batch mixes samples with and without masks: {out['name']}.")
+    return out
+
+
+def stack_collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Collates fixed-size (cropped) samples into tensors.
+
+    Returns:
+        ``dict(image=N×3×h×w float, mask=N×h×w int64, name=list[str], orig_size=list[(H, W)])``;
+        ``mask`` only when every sample has one.
+    """
+    out = list_collate(batch)
+    result: dict[str, Any] = dict(out)
+    result["image"] = torch.stack(out["image"])
+    if "mask" in out:
+        result["mask"] = torch.stack(out["mask"])
+    return result
+
+
+class SegDataModule(L.LightningDataModule):
+    """Data for MaskCLIP evaluation / prediction (and MaskCLIP+ training).
+
+    Args:
+        dataset: Registry key of :data:`~src.data.datasets.DATASETS` ('voc', 'context',
+            'cocostuff', 'folder').
+        root: Dataset root (see each dataset's ``LAYOUT``).
+        vocabulary: Vocabulary name (e.g. 'voc20') or path to a vocabulary file; stored only.
+        num_classes: Expected number of classes C; checked against the dataset. None takes the
+            dataset's (e.g. the line count of a folder dataset's ``classes.txt``).
+        dataset_kwargs: Extra dataset arguments, e.g. ``with_background`` (VOC) or
+            ``num_classes`` (Context).
+        train_split: Training split (e.g. 'aug'); None uses the dataset's default.
+        test_split: Split for validation, test and prediction (e.g. 'val'); None = default.
+        test_scale: ``(long_max, short_max)`` of the evaluation keep-ratio rescale.
+        train_scale: Base scale of the training rescale; None uses ``test_scale``.
+        crop_size: Training crop ``(height, width)``; required for stage 'fit'.
+        ratio_range: Random scale range of the training rescale.
+        normalize: 'clip' (the model's mean/std injected by :meth:`set_normalization`, else
+            OpenAI CLIP's), 'imagenet' (the official MaskCLIP code's), or None (explicit
+            ``mean``/``std`` or an injected pair required).
+        mean: Explicit per-channel mean in [0, 1] units; overrides ``normalize``.
+        std: Explicit per-channel std in [0, 1] units; overrides ``normalize``.
+        batch_size: Batch size of every dataloader (evaluation batches are lists).
+        num_workers: Dataloader workers.
+        zero_shot_split: Key of :data:`~src.data.splits.ZERO_SHOT_UNSEEN` or None; stored only.
+    """
+
+    ignore_index: int = IGNORE_INDEX
+
+    def __init__(
+        self,
+        dataset: str,
+        root: str,
+        vocabulary: str,
+        num_classes: int | None = None,
+        dataset_kwargs: Mapping[str, Any] | None = None,
+        train_split: str | None = None,
+        test_split: str | None = None,
+        test_scale: Sequence[int] = (2048, 512),
+        train_scale: Sequence[int] | None = None,
+        crop_size: Sequence[int] | None = None,
+        ratio_range: Sequence[float] = (0.5, 2.0),
+        normalize: str | None = "clip",
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        batch_size: int = 1,
+        num_workers: int = 2,
+        zero_shot_split: str | None = None,
+    ) -> None:
+        super().__init__()
+        if dataset not in DATASETS:
+            raise ValueError(f"Unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}.")
+        if normalize is not None and normalize not in NORMALIZATION:
+            raise ValueError(
+                f"Unknown normalize={normalize!r}; choose one of {sorted(NORMALIZATION)} or null "
+                "with explicit data.mean/data.std."
+            )
+        if (mean is None) != (std is None):
+            raise ValueError("Give both data.mean and data.std, or neither.")
+        if zero_shot_split is not None and zero_shot_split not in ZERO_SHOT_UNSEEN:
+            raise ValueError(
+                f"Unknown zero_shot_split {zero_shot_split!r}; known: {sorted(ZERO_SHOT_UNSEEN)}."
+            )
+        # Hydra hands over ListConfig/DictConfig; plain containers keep hparams and workers simple.
+        dataset_kwargs = dict(dataset_kwargs or {})
+        test_scale = _ints(test_scale)
+        train_scale = None if train_scale is None else _ints(train_scale)
+        crop_size = None if crop_size is None else _ints(crop_size)
+        ratio_range = tuple(float(r) for r in ratio_range)
+        mean = None if mean is None else tuple(float(m) for m in mean)
+        std = None if std is None else tuple(float(s) for s in std)
+        root = str(root)
+        vocabulary = str(vocabulary)
+        self.save_hyperparameters(logger=False)
+
+        self.dataset_name = dataset
+        self.root = root
+        self.vocabulary = vocabulary
+        self.num_classes = num_classes
+        self.dataset_kwargs = dataset_kwargs
+        self.train_split = train_split
+        self.test_split = test_split
+        self.test_scale = test_scale
+        self.train_scale = train_scale if train_scale is not None else test_scale
+        self.crop_size = crop_size
+        self.ratio_range = ratio_range
+        self.normalize = normalize
+        self.mean = mean
+        self.std = std
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.zero_shot_split = zero_shot_split
+
+        self._injected: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+        self._warned_clip_fallback = False
+        self.train_set: SegmentationDataset | None = None
+        self.val_set: SegmentationDataset | None = None
+        self.test_set: SegmentationDataset | None = None
+        self.predict_set: SegmentationDataset | None = None
+
+    # ----------------------------------------------------------------------------------------
+    # Normalisation
+
+    def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Injects the model's own mean/std (in [0, 1] units), used when ``normalize='clip'``.
+
+        Explicit ``mean``/``std`` arguments and ``normalize='imagenet'`` take precedence. Datasets
+        already set up get their transforms rebuilt.
+        """
+        self._injected = (tuple(float(m) for m in mean), tuple(float(s) for s in std))
+        self._refresh_transforms()
+
+    @property
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The resolved ``(mean, std)``.
+
+        Raises:
+            RuntimeError: If ``normalize`` is None and neither explicit nor injected values exist.
+        """
+        if self.mean is not None and self.std is not None:
+            return self.mean, self.std
+        if self.normalize == "imagenet":
+            return NORMALIZATION["imagenet"]
+        if self._injected is not None:
+            return self._injected
+        if self.normalize == "clip":
+            if not self._warned_clip_fallback:
+                self._warned_clip_fallback = True
+                log.warning(
+                    "data.normalize='clip' but no model mean/std was injected "
+                    "(SegDataModule.set_normalization); using OpenAI CLIP's."
+                )
+            return NORMALIZATION["clip"]
+        raise RuntimeError(
+            "Image normalisation is unresolved: data.normalize is null and neither data.mean/"
+            "data.std nor SegDataModule.set_normalization(mean, std) gave values. Set "
+            f"data.normalize to one of {sorted(NORMALIZATION)} or give data.mean and data.std."
+        )
+
+    def _eval_transform(self):
+        mean, std = self.normalization
+        return build_eval_transform(self.test_scale, mean, std)
+
+    def _train_transform(self):
+        if self.crop_size is None:
+            raise ValueError("Training needs data.crop_size (e.g. [512, 512]).")
+        mean, std = self.normalization
+        return build_train_transform(
+            self.train_scale, self.crop_size, mean, std, ratio_range=self.ratio_range
+        )
+
+    def _refresh_transforms(self) -> None:
+        if self.train_set is not None:
+            self.train_set.transform = self._train_transform()
+        for ds in (self.val_set, self.test_set, self.predict_set):
+            if ds is not None:
+                ds.transform = self._eval_transform()
+
+    # ----------------------------------------------------------------------------------------
+    # Datasets
+
+    def _build(self, split: str | None, transform) -> SegmentationDataset:
+        kwargs = dict(self.dataset_kwargs)
+        if split is not None:
+            kwargs["split"] = split
+        ds = DATASETS[self.dataset_name](root=self.root, transform=transform, **kwargs)
+        if self.num_classes is None:
+            self.num_classes = ds.num_classes
+        elif ds.num_classes != self.num_classes:
+            raise ValueError(
+                f"data.num_classes={self.num_classes} but the {self.dataset_name!r} dataset "
+                f"with dataset_kwargs={self.dataset_kwargs} has {ds.num_classes} classes (VOC: "
+                "with_background=true gives 21; Context: dataset_kwargs.num_classes=59/60)."
+            )
+        return ds
+
+    def setup(self, stage: str | None = None) -> None:
+        """Builds the datasets of a stage ('fit', 'validate', 'test', 'predict'; None = test)."""
+        stage = stage or "test"
+        if stage == "fit" and self.train_set is None:
+            self.train_set = self._build(self.train_split, self._train_transform())
+        if stage in ("fit", "validate") and self.val_set is None:
+            self.val_set = self._build(self.test_split, self._eval_transform())
+        if stage == "test" and self.test_set is None:
+            self.test_set = self._build(self.test_split, self._eval_transform())
+        if stage == "predict" and self.predict_set is None:
+            self.predict_set = self._build(self.test_split, self._eval_transform())
+
+    def _loader(
+        self, ds: SegmentationDataset | None, stage: str, train: bool = False
+    ) -> DataLoader:
+        if ds is None:
+            raise RuntimeError(f"Call setup({stage!r}) before asking for its dataloader.")
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=train,
+            num_workers=self.num_workers,
+            collate_fn=stack_collate if train else list_collate,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, "fit", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, "validate")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, "test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_set, "predict")
+
+
+def _ints(values: Sequence[int]) -> tuple[int, ...]:
+    return tuple(int(v) for v in values)

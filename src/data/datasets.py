@@ -1,0 +1,569 @@
+"""Semantic-segmentation datasets in the mmseg on-disk layouts, plus a generic folder layout.
+
+Label convention: mask pixels are class indices ``0..C-1`` in the vocabulary's order and 255 means
+ignore. Raw mask values go through an optional label map first (e.g. ``reduce_zero_label``:
+background 0 → 255, class k → k-1) and are then validated.
+
+Every sample is returned as a dict::
+
+    image:     float32 tensor 3×h×w (rescaled and normalised by the transform)
+    mask:      int64 tensor H×W at the ORIGINAL resolution (eval transform) or h×w (train crop);
+               absent when the sample has no mask
+    name:      str, the sample id (file stem)
+    orig_size: (H, W) of the original image
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from src.data.transforms import IGNORE_INDEX
+
+__all__ = [
+    "DATASETS",
+    "COCOStuffDataset",
+    "FolderDataset",
+    "PascalContextDataset",
+    "Sample",
+    "SegmentationDataset",
+    "VOCDataset",
+    "read_class_lines",
+    "reduce_zero_label_map",
+]
+
+#: ``(image_path, mask_path or None, name)``.
+Sample = tuple[Path, Path | None, str]
+
+#: ``transform(image=H×W×3 uint8, mask=H×W uint8 | absent) -> dict(image=..., mask=...)``.
+Transform = Callable[..., Mapping[str, Any]]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+def reduce_zero_label_map() -> dict[int, int]:
+    """mmseg ``reduce_zero_label``: 0 (background) → 255, k → k-1 for 1..254, 255 stays 255."""
+    return {0: IGNORE_INDEX, **{k: k - 1 for k in range(1, 255)}}
+
+
+def read_class_lines(path: str | Path) -> list[str]:
+    """Class lines of a vocabulary file: stripped, without blank and ``#`` comment lines.
+
+    Skips the same lines as :func:`src.prompts.vocabulary.load_vocabulary`, so that the class
+    count (and hence the valid mask range) matches the text classifier.
+    """
+    with open(path, encoding="utf-8") as f:
+        lines = (line.strip() for line in f)
+        return [line for line in lines if line and not line.startswith("#")]
+
+
+class SegmentationDataset(Dataset):
+    """A list of (image, mask) files with label mapping, validation and a transform.
+
+    Args:
+        samples: ``(image_path, mask_path | None, name)`` triples.
+        num_classes: C; valid mask values after the label map are ``0..C-1`` and 255.
+        label_map: Raw mask value → label; values not in it are kept as they are.
+        transform: Called as ``transform(image=..., mask=...)`` (``mask`` only when the sample
+            has one) and returning a dict with ``image`` (and ``mask``); see
+            :mod:`src.data.transforms`. ``None`` gives the unnormalised 0..255 float image at
+            original size.
+        label_map_name: Short description of the label map, used in error messages.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        num_classes: int,
+        label_map: Mapping[int, int] | None = None,
+        transform: Transform | None = None,
+        label_map_name: str | None = None,
+    ) -> None:
+        if num_classes < 1 or num_classes > IGNORE_INDEX:
+            raise ValueError(f"num_classes must be in 1..{IGNORE_INDEX}, got {num_classes}.")
+        self.samples: list[Sample] = [
+            (Path(img), None if mask is None else Path(mask), str(name))
+            for img, mask, name in samples
+        ]
+        self.num_classes = num_classes
+        self.label_map = None if label_map is None else dict(label_map)
+        self.label_map_name = label_map_name or ("custom" if label_map else None)
+        self.transform = transform
+        # A 256-entry lookup table applies the label map to a uint8 mask in one indexing op.
+        self._lut: np.ndarray | None = None
+        if self.label_map is not None:
+            lut = np.arange(256, dtype=np.int64)
+            for src, dst in self.label_map.items():
+                lut[src] = dst
+            self._lut = lut.astype(np.uint8) if lut.max() <= 255 else lut
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether every sample has a mask (False for image-only prediction sets)."""
+        return all(mask is not None for _, mask, _ in self.samples)
+
+    @property
+    def names(self) -> list[str]:
+        """Sample ids in dataset order."""
+        return [name for _, _, name in self.samples]
+
+    def load_image(self, index: int) -> np.ndarray:
+        """Reads sample ``index``'s image as an H×W×3 uint8 RGB array."""
+        with Image.open(self.samples[index][0]) as im:
+            return np.array(im.convert("RGB"))
+
+    def load_mask(self, index: int) -> np.ndarray | None:
+        """Reads, label-maps and validates sample ``index``'s mask.
+
+        Returns:
+            H×W uint8 labels in ``0..C-1`` ∪ {255}, or None if the sample has no mask.
+
+        Raises:
+            ValueError: If the PNG is not single-channel or a label is out of range.
+        """
+        path = self.samples[index][1]
+        if path is None:
+            return None
+        with Image.open(path) as im:
+            # Palette PNGs must stay palette indices: converting to RGB/L would give colours.
+            raw = np.array(im)
+        if raw.ndim != 2:
+            raise ValueError(
+                f"Mask {path} has shape {raw.shape}; expected a single-channel (palette or "
+                "grayscale) PNG of class indices, not a colour image."
+            )
+        if raw.dtype == bool:
+            raw = raw.astype(np.uint8)
+        if raw.dtype != np.uint8:
+            if raw.min() < 0 or raw.max() > 255:
+                bad = np.unique(raw[(raw < 0) | (raw > 255)])[:20].tolist()
+                raise ValueError(
+                    f"Mask {path} has values {bad} outside 0..255; expected class indices "
+                    f"0..{self.num_classes - 1} and {IGNORE_INDEX} = ignore."
+                )
+            raw = raw.astype(np.uint8)
+        mask = raw if self._lut is None else self._lut[raw]
+        counts = np.bincount(mask.ravel(), minlength=256)
+        counts[: self.num_classes] = 0
+        counts[IGNORE_INDEX] = 0
+        if counts.any():
+            bad = np.flatnonzero(counts).tolist()
+            after = f" after label map ({self.label_map_name})" if self._lut is not None else ""
+            raise ValueError(
+                f"Mask {path} has values {bad}{after} outside the expected range "
+                f"0..{self.num_classes - 1} (and {IGNORE_INDEX} = ignore). Wrong num_classes, "
+                "label map, or an RGB-coloured mask saved instead of class indices?"
+            )
+        return mask.astype(np.uint8, copy=False)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image = self.load_image(index)
+        mask = self.load_mask(index)
+        orig_size = (int(image.shape[0]), int(image.shape[1]))
+        if mask is not None and mask.shape != image.shape[:2]:
+            raise ValueError(
+                f"Mask {self.samples[index][1]} is {mask.shape[0]}×{mask.shape[1]} but image "
+                f"{self.samples[index][0]} is {orig_size[0]}×{orig_size[1]}."
+            )
+        if self.transform is None:
+            out: dict[str, Any] = {"image": torch.from_numpy(image).permute(2, 0, 1).float()}
+            if mask is not None:
+                out["mask"] = torch.from_numpy(mask).long()
+        else:
+            kwargs = {"image": image} if mask is None else {"image": image, "mask": mask}
+            out = dict(self.transform(**kwargs))
+            out["image"] = _as_image_tensor(out["image"])
+            if mask is None:
+                out.pop("mask", None)
+            else:
+                out["mask"] = torch.as_tensor(np.asarray(out["mask"])).long()
+        out["name"] = self.samples[index][2]
+        out["orig_size"] = orig_size
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(n={len(self)}, num_classes={self.num_classes}, "
+            f"label_map={self.label_map_name}, masks={self.has_masks})"
+        )
+
+
+def _as_image_tensor(image: Any) -> torch.Tensor:
+    # Custom transforms may return H×W×3 numpy arrays; the contract is a float 3×h×w tensor.
+    if isinstance(image, torch.Tensor):
+        return image.float()
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+
+
+# --------------------------------------------------------------------------------------------
+# Layout checks with helpful errors
+
+
+def _layout_error(
+    dataset: str, what: str, path: Path, root: Path, layout: str, hint: str
+) -> FileNotFoundError:
+    """A FileNotFoundError naming the missing path and showing the expected layout."""
+    return FileNotFoundError(
+        f"{dataset}: {what} not found: {path}\n"
+        f"Expected layout (data root = {root}):\n{layout.rstrip()}\n"
+        f"Hint: {hint}"
+    )
+
+
+def _nested_hint(root: Path, children: Sequence[str]) -> str:
+    """Points at a sub-folder of ``root`` that looks like the real root (a common mistake)."""
+    for child in children:
+        if (root / child).is_dir():
+            return f" It looks like the dataset root is {root / child}; use that as data.root."
+    return ""
+
+
+def _list_dir(directory: Path) -> set[str]:
+    # One listing instead of a stat per sample: fast even for COCO's 118k training images.
+    with os.scandir(directory) as entries:
+        return {entry.name for entry in entries}
+
+
+def _read_split(path: Path) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        # Split lists may hold "id" or "id extra columns"; the id is the first token.
+        return [line.split()[0] for line in f if line.strip()]
+
+
+class _MMSegLayoutDataset(SegmentationDataset):
+    """Shared code of the mmseg layouts: root/img_dir/<id><img_suffix>, root/ann_dir/<id>...."""
+
+    DATASET_NAME = ""
+    LAYOUT = ""
+    HINT = ""
+    NESTED_ROOTS: tuple[str, ...] = ()
+
+    def _error(self, root: Path, what: str, path: Path) -> FileNotFoundError:
+        return _layout_error(
+            self.DATASET_NAME, what, path, root, self.LAYOUT,
+            self.HINT + _nested_hint(root, self.NESTED_ROOTS),
+        )
+
+    def _check_dir(self, root: Path, directory: Path, what: str) -> None:
+        if not root.is_dir():
+            raise self._error(root, "data root", root)
+        if not directory.is_dir():
+            raise self._error(root, what, directory)
+
+    def _collect(
+        self,
+        root: Path,
+        ids: Sequence[str],
+        image_dir: Path,
+        image_suffix: str,
+        mask_dirs: Sequence[Path],
+        mask_suffix: str,
+        split_file: Path | str,
+    ) -> list[Sample]:
+        """Builds samples; each mask is taken from the first of ``mask_dirs`` that has it."""
+        images = _list_dir(image_dir)
+        mask_listings = [(d, _list_dir(d)) for d in mask_dirs if d.is_dir()]
+        samples: list[Sample] = []
+        for name in ids:
+            image_file = name + image_suffix
+            if image_file not in images:
+                raise self._error(
+                    root, f"image {image_file!r} listed in {split_file}", image_dir / image_file
+                )
+            mask_file = name + mask_suffix
+            mask_path = next((d / mask_file for d, ls in mask_listings if mask_file in ls), None)
+            if mask_path is None:
+                tried = ", ".join(str(d / mask_file) for d in mask_dirs)
+                raise self._error(
+                    root, f"mask for {name!r} (tried {tried})", mask_dirs[0] / mask_file
+                )
+            samples.append((image_dir / image_file, mask_path, name))
+        return samples
+
+
+class VOCDataset(_MMSegLayoutDataset):
+    """PASCAL VOC 2012 (mmseg layout), 20 classes without background or 21 with.
+
+    Args:
+        root: ``.../VOCdevkit/VOC2012``.
+        split: ``'train'``, ``'val'``, ``'trainval'`` or ``'aug'`` (10,582 train+SBD ids; masks from
+            ``SegmentationClassAug``, falling back to ``SegmentationClass``).
+        with_background: False: 20 classes, background → 255 (reduce_zero_label, the MaskCLIP
+            annotation-free protocol); True: 21 classes with background = 0 (raw labels).
+        transform: See :class:`SegmentationDataset`.
+    """
+
+    DATASET_NAME = "PASCAL VOC 2012"
+    LAYOUT = """\
+VOCdevkit/VOC2012/                      <- data.root
+├── JPEGImages/<id>.jpg
+├── SegmentationClass/<id>.png          (palette PNG: 0 = background, 1..20, 255 = void)
+├── SegmentationClassAug/<id>.png       (split 'aug' only, made by scripts/convert_sbd.py)
+└── ImageSets/Segmentation/
+    ├── train.txt, val.txt, trainval.txt
+    └── aug.txt                         (split 'aug' only, made by scripts/convert_sbd.py)
+"""
+    HINT = (
+        "set data.root=/path/to/VOCdevkit/VOC2012 (or paths.data_dir so that "
+        "${paths.data_dir}/VOCdevkit/VOC2012 exists). For the 'aug' split (train + SBD) run "
+        "scripts/convert_sbd.py first."
+    )
+    NESTED_ROOTS = ("VOC2012", "VOCdevkit/VOC2012")
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "val",
+        with_background: bool = False,
+        transform: Transform | None = None,
+    ) -> None:
+        root = Path(root).expanduser()
+        image_dir = root / "JPEGImages"
+        self._check_dir(root, image_dir, "image folder")
+        split_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
+        if not split_file.is_file():
+            raise self._error(root, f"split list for split {split!r}", split_file)
+        mask_dirs = [root / "SegmentationClass"]
+        if split == "aug":
+            mask_dirs.insert(0, root / "SegmentationClassAug")
+        if not any(d.is_dir() for d in mask_dirs):
+            raise self._error(root, "mask folder", mask_dirs[0])
+        samples = self._collect(
+            root, _read_split(split_file), image_dir, ".jpg", mask_dirs, ".png", split_file
+        )
+        super().__init__(
+            samples,
+            num_classes=21 if with_background else 20,
+            label_map=None if with_background else reduce_zero_label_map(),
+            transform=transform,
+            label_map_name=None if with_background else "reduce_zero_label",
+        )
+        self.root, self.split = root, split
+
+
+class PascalContextDataset(_MMSegLayoutDataset):
+    """PASCAL Context (mmseg layout), 59 classes without background or 60 with.
+
+    Args:
+        root: ``.../VOCdevkit/VOC2010``.
+        split: ``'train'`` or ``'val'``.
+        num_classes: 59 (background → 255, reduce_zero_label) or 60 (background = 0, raw).
+        transform: See :class:`SegmentationDataset`.
+    """
+
+    DATASET_NAME = "PASCAL Context"
+    LAYOUT = """\
+VOCdevkit/VOC2010/                      <- data.root
+├── JPEGImages/<id>.jpg
+├── SegmentationClassContext/<id>.png   (0 = background, 1..59; made by
+│                                        scripts/convert_pascal_context.py)
+└── ImageSets/SegmentationContext/
+    └── train.txt, val.txt              (made by scripts/convert_pascal_context.py)
+"""
+    HINT = (
+        "set data.root=/path/to/VOCdevkit/VOC2010 (or paths.data_dir so that "
+        "${paths.data_dir}/VOCdevkit/VOC2010 exists) and run scripts/convert_pascal_context.py "
+        "to make SegmentationClassContext and the split lists."
+    )
+    NESTED_ROOTS = ("VOC2010", "VOCdevkit/VOC2010")
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "val",
+        num_classes: int = 59,
+        transform: Transform | None = None,
+    ) -> None:
+        if num_classes not in (59, 60):
+            raise ValueError(f"PASCAL Context has 59 or 60 classes, got num_classes={num_classes}.")
+        root = Path(root).expanduser()
+        image_dir = root / "JPEGImages"
+        self._check_dir(root, image_dir, "image folder")
+        mask_dir = root / "SegmentationClassContext"
+        if not mask_dir.is_dir():
+            raise self._error(root, "mask folder", mask_dir)
+        split_file = root / "ImageSets" / "SegmentationContext" / f"{split}.txt"
+        if not split_file.is_file():
+            raise self._error(root, f"split list for split {split!r}", split_file)
+        samples = self._collect(
+            root, _read_split(split_file), image_dir, ".jpg", [mask_dir], ".png", split_file
+        )
+        reduce = num_classes == 59
+        super().__init__(
+            samples,
+            num_classes=num_classes,
+            label_map=reduce_zero_label_map() if reduce else None,
+            transform=transform,
+            label_map_name="reduce_zero_label" if reduce else None,
+        )
+        self.root, self.split = root, split
+
+
+class COCOStuffDataset(_MMSegLayoutDataset):
+    """COCO-Stuff 164k (mmseg layout), 171 classes (labelTrainIds 0..170, 255 = ignore).
+
+    Args:
+        root: ``.../coco_stuff164k``.
+        split: ``'train2017'`` or ``'val2017'``; all images of the split folder are used.
+        transform: See :class:`SegmentationDataset`.
+    """
+
+    DATASET_NAME = "COCO-Stuff 164k"
+    LAYOUT = """\
+coco_stuff164k/                         <- data.root
+├── images/
+│   ├── train2017/<id>.jpg
+│   └── val2017/<id>.jpg
+└── annotations/
+    ├── train2017/<id>_labelTrainIds.png    (0..170, 255 = ignore; made by
+    └── val2017/<id>_labelTrainIds.png       scripts/convert_coco_stuff.py)
+"""
+    HINT = (
+        "set data.root=/path/to/coco_stuff164k (or paths.data_dir so that "
+        "${paths.data_dir}/coco_stuff164k exists) and run scripts/convert_coco_stuff.py to make "
+        "the *_labelTrainIds.png masks."
+    )
+    NESTED_ROOTS = ("coco_stuff164k",)
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "val2017",
+        transform: Transform | None = None,
+    ) -> None:
+        root = Path(root).expanduser()
+        image_dir = root / "images" / split
+        self._check_dir(root, image_dir, f"image folder for split {split!r}")
+        mask_dir = root / "annotations" / split
+        if not mask_dir.is_dir():
+            raise self._error(root, f"annotation folder for split {split!r}", mask_dir)
+        ids = sorted(name[: -len(".jpg")] for name in _list_dir(image_dir) if name.endswith(".jpg"))
+        if not ids:
+            raise self._error(root, f"any .jpg image in {image_dir}", image_dir / "<id>.jpg")
+        samples = self._collect(
+            root, ids, image_dir, ".jpg", [mask_dir], "_labelTrainIds.png", image_dir
+        )
+        super().__init__(samples, num_classes=171, transform=transform)
+        self.root, self.split = root, split
+
+
+class FolderDataset(SegmentationDataset):
+    """A custom dataset: a folder of images, optional index masks and a vocabulary file.
+
+    Masks hold class indices into ``classes.txt`` (0..C-1, 255 = ignore). Without a ``masks/``
+    folder the dataset is image-only (for prediction).
+
+    Args:
+        root: The folder (see :attr:`LAYOUT`).
+        split: Name of a stem list ``root/splits/<split>.txt``; None uses every image.
+        reduce_zero_label: Treat mask value 0 as ignore and shift the others down by one (for
+            masks whose 0 is an unlabelled background not listed in ``classes.txt``).
+        transform: See :class:`SegmentationDataset`.
+    """
+
+    DATASET_NAME = "Folder dataset"
+    LAYOUT = """\
+<root>/                                 <- data.root
+├── classes.txt          one class per line: "<dataset name>[: <prompt>[, <synonym>...]]"
+├── images/<stem>.jpg    (.jpg, .jpeg or .png)
+├── masks/<stem>.png     optional; single-channel PNG of class indices (line number in
+│                        classes.txt, 0-based), 255 = ignore; no masks/ = prediction only
+└── splits/<split>.txt   optional; one image stem per line (data.test_split=<split>)
+"""
+    HINT = "set data.root=/path/to/your/folder (default ${paths.data_dir}/custom)."
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str | None = None,
+        reduce_zero_label: bool = False,
+        transform: Transform | None = None,
+    ) -> None:
+        root = Path(root).expanduser()
+        image_dir, mask_dir, classes_file = root / "images", root / "masks", root / "classes.txt"
+        for what, path, ok in (
+            ("data root", root, root.is_dir()),
+            ("image folder", image_dir, image_dir.is_dir()),
+            ("vocabulary file", classes_file, classes_file.is_file()),
+        ):
+            if not ok:
+                raise _layout_error(self.DATASET_NAME, what, path, root, self.LAYOUT, self.HINT)
+        class_lines = read_class_lines(classes_file)
+        if not class_lines:
+            raise ValueError(f"Vocabulary file {classes_file} lists no classes.")
+
+        by_stem: dict[str, Path] = {}
+        for name in sorted(_list_dir(image_dir)):
+            path = image_dir / name
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            if path.stem in by_stem:
+                raise ValueError(
+                    f"Two images share the stem {path.stem!r}: {by_stem[path.stem]}, {path}."
+                )
+            by_stem[path.stem] = path
+        if split is None:
+            stems = sorted(by_stem)
+            split_source: Path = image_dir
+        else:
+            split_source = root / "splits" / f"{split}.txt"
+            if not split_source.is_file():
+                raise _layout_error(
+                    self.DATASET_NAME, f"split list for split {split!r}", split_source, root,
+                    self.LAYOUT, self.HINT,
+                )
+            stems = _read_split(split_source)
+        if not stems:
+            raise _layout_error(
+                self.DATASET_NAME, f"any image ({', '.join(IMAGE_EXTENSIONS)})",
+                image_dir / "<stem>.jpg", root, self.LAYOUT, self.HINT,
+            )
+
+        masks = _list_dir(mask_dir) if mask_dir.is_dir() else None
+        samples: list[Sample] = []
+        for stem in stems:
+            if stem not in by_stem:
+                raise _layout_error(
+                    self.DATASET_NAME, f"image {stem!r} listed in {split_source}",
+                    image_dir / f"{stem}.jpg", root, self.LAYOUT, self.HINT,
+                )
+            mask_path = None
+            if masks is not None:
+                if f"{stem}.png" not in masks:
+                    raise _layout_error(
+                        self.DATASET_NAME, f"mask for image {by_stem[stem].name!r}",
+                        mask_dir / f"{stem}.png", root, self.LAYOUT,
+                        "every image needs a mask once masks/ exists (remove masks/ to predict "
+                        "without labels).",
+                    )
+                mask_path = mask_dir / f"{stem}.png"
+            samples.append((by_stem[stem], mask_path, stem))
+        super().__init__(
+            samples,
+            num_classes=len(class_lines),
+            label_map=reduce_zero_label_map() if reduce_zero_label else None,
+            transform=transform,
+            label_map_name="reduce_zero_label" if reduce_zero_label else None,
+        )
+        self.root, self.split = root, split
+        self.classes_file = classes_file
+        self.class_lines = class_lines
+
+
+#: Registry of dataset classes by the ``data.dataset`` config key.
+DATASETS: dict[str, type[SegmentationDataset]] = {
+    "voc": VOCDataset,
+    "context": PascalContextDataset,
+    "cocostuff": COCOStuffDataset,
+    "folder": FolderDataset,
+}

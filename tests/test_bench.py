@@ -1,0 +1,46 @@
+"""Smoke test of ``scripts/bench.py`` (tiny model, one round). Speed targets are not asserted:
+they belong to the benchmark's report, not to a test on a shared CPU."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from scripts import bench  # noqa: E402
+
+CASES = ("dense_vs_encode_image", "slide_batched_vs_loop")
+
+
+def test_bench_quick_writes_json_and_markdown(tmp_path):
+    out, md = tmp_path / "bench.json", tmp_path / "bench.md"
+    threads = torch.get_num_threads()
+    rc = bench.main(["--quick", "--repeats", "1", "--warmup", "0",
+                     "--out", str(out), "--markdown", str(md)])
+    assert rc == 0
+    assert torch.get_num_threads() == threads  # main restores the caller's thread count
+
+    results = json.loads(out.read_text())
+    assert results["meta"]["quick"] is True
+    assert set(CASES) <= set(bench.CASES)
+    for name in CASES:
+        case = results["cases"][name]
+        assert case["ratio"] > 0
+        assert case["repeats_run"] == 1
+        assert case["measurements"]
+        for row in case["measurements"]:
+            assert row["ratio"] > 0 and row["paired_ratio"] > 0
+            for variant in (row["a"], row["b"]):
+                assert row["times"][variant]["median_s"] > 0
+    # Batched and looped sliding windows give the same scores.
+    assert results["cases"]["slide_batched_vs_loop"]["max_abs_diff_batched_vs_loop"] < 1e-4
+
+    rows = [line for line in md.read_text().splitlines() if line.startswith("| ")]
+    for name in CASES:
+        assert any(line.startswith(f"| {name} |") for line in rows), name

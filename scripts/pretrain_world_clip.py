@@ -14,6 +14,7 @@ and metrics. ``MaskCLIPTeacher("world-vit", pretrained=<file>)`` loads it like a
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import hashlib
 import json
 import math
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="world-vit", help="open_clip architecture")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=0.1)
@@ -128,6 +129,14 @@ def main(argv: list[str] | None = None) -> dict:
                                                   args.image_size, mean, std)
     history = []
     started = time.time()
+    # Scene generation (numpy) overlaps the model's step in a helper thread.
+    prefetch = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+
+    def batch_future(step: int):
+        return prefetch.submit(make_batch, PRETRAIN_SEED, step * args.batch_size,
+                               args.batch_size, args.image_size, mean, std)
+
+    next_batch = batch_future(0)
     bar = tqdm(range(args.steps + 1), desc="pretrain world CLIP", unit="step")
     for step in bar:
         if step % args.eval_every == 0 or step == args.steps:
@@ -142,8 +151,8 @@ def main(argv: list[str] | None = None) -> dict:
             break
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args.steps, args.warmup, args.lr)
-        images, captions = make_batch(PRETRAIN_SEED, step * args.batch_size, args.batch_size,
-                                      args.image_size, mean, std)
+        images, captions = next_batch.result()
+        next_batch = batch_future(step + 1)
         image_features, text_features, logit_scale = model(images, tokenizer(captions))
         loss = loss_fn(image_features, text_features, logit_scale, caption_ids(captions))
         optimizer.zero_grad(set_to_none=True)
@@ -153,6 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
             model.logit_scale.clamp_(0, math.log(100))
         bar.set_postfix(loss=f"{loss.item():.3f}", scale=f"{logit_scale.item():.1f}")
 
+    prefetch.shutdown(wait=False, cancel_futures=True)
     sha = save_fp16(model, args.out)
     record = {
         "command": "python scripts/pretrain_world_clip.py " + shlex.join(

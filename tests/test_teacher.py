@@ -163,23 +163,34 @@ def test_value_path_is_local(tiny_vit):
     """Changing one token's input to the last block changes only that token's output."""
     randomize_(tiny_vit.clip.visual)
     x = torch.randn(1, 1 + 20, 48)
-    base, _ = tiny_vit._vit_value_path(x)
+    base = tiny_vit._vit_value_path(x)
     perturbed_x = x.clone()
     perturbed_x[:, 7] += torch.randn(48)
-    out, _ = tiny_vit._vit_value_path(perturbed_x)
+    out = tiny_vit._vit_value_path(perturbed_x)
     changed = (out - base).abs().amax(dim=-1)[0] > 1e-6
     assert changed.nonzero().flatten().tolist() == [7]
 
 
-def test_dense_differs_from_naive_token_output(tiny_vit):
-    """Sanity: the value path is not the ordinary last-block output (attention really dropped)."""
-    randomize_(tiny_vit.clip.visual)
-    visual = tiny_vit.clip.visual
+def test_naive_head_is_clip_per_token_output_and_differs_from_value_path():
+    """head=naive is open_clip's own per-token output (last block intact, ln_post, proj)."""
+    naive_teacher = MaskCLIPTeacher("tiny-vit", None, cache_dir=None, head="naive")
+    randomize_(naive_teacher.clip.visual)
+    visual = naive_teacher.clip.visual
     images = torch.randn(1, 3, 64, 64)
     visual.output_tokens = True
     _, tokens = visual(images)
+    visual.output_tokens = False
     naive = F.normalize(tokens @ visual.proj, dim=-1).transpose(1, 2).reshape(1, -1, 8, 8)
-    assert not torch.allclose(tiny_vit.dense_features(images), naive, atol=1e-3)
+    torch.testing.assert_close(naive_teacher.dense_features(images), naive, atol=1e-5, rtol=1e-4)
+    naive_teacher.head = "maskclip"
+    assert not torch.allclose(naive_teacher.dense_features(images), naive, atol=1e-3)
+
+
+def test_head_validation(tiny_rn):
+    with pytest.raises(ValueError, match="unknown teacher head"):
+        MaskCLIPTeacher("tiny-vit", None, cache_dir=None, head="sclip-ish")
+    with pytest.raises(ValueError, match="needs a ViT"):
+        MaskCLIPTeacher("tiny-rn", None, cache_dir=None, head="naive")
 
 
 # ---------------------------------------------------------------- frozen

@@ -231,34 +231,60 @@ class MaskCLIPTeacher(nn.Module):
             x = x.transpose(0, 1)
         return x, grid
 
-    def _vit_value_path(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _last_block(self) -> nn.Module:
+        return self.clip.visual.transformer.resblocks[-1]
+
+    def _vit_last_block_keys(self, x: Tensor) -> Tensor:
+        """Keys of the last block after out_proj (B×N×W), for key smoothing.
+
+        The official code applies out_proj to q, k and v alike, and key smoothing uses those keys.
+        """
+        block = self._last_block()
+        attn, width = block.attn, x.shape[-1]
+        k = F.linear(block.ln_1(x), attn.in_proj_weight[width:2 * width],
+                     attn.in_proj_bias[width:2 * width])
+        return attn.out_proj(k)
+
+    def _vit_value_path(self, x: Tensor) -> Tensor:
         """The last block without query/key attention (MaskCLIP §3.2).
+
+        Only the value slice of the input projection is computed: q and k are not needed, so the
+        dense pass costs less than CLIP's own forward.
 
         Args:
             x: B×N×W tokens entering the last block (N = 1 + h·w).
 
         Returns:
-            (B×N×W value-path tokens after ln_post, B×N×W keys after out_proj). The keys go
-            through out_proj too: the official code applies it to q, k and v alike, and key
-            smoothing uses those keys.
+            B×N×W value-path tokens after ln_post.
         """
-        block = self.clip.visual.transformer.resblocks[-1]
-        attn = block.attn
-        qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
-        _, k, v = qkv.chunk(3, dim=-1)
+        block = self._last_block()
+        attn, width = block.attn, x.shape[-1]
+        v = F.linear(block.ln_1(x), attn.in_proj_weight[2 * width:], attn.in_proj_bias[2 * width:])
         v = block.ls_1(attn.out_proj(v))
-        keys = attn.out_proj(k)
         if self.keep_residual:
             v = v + x
         if self.keep_ffn:
             v = v + block.ls_2(block.mlp(block.ln_2(v)))
-        return self.clip.visual.ln_post(v), keys
+        return self.clip.visual.ln_post(v)
 
-    def _resnet_dense(self, images: Tensor) -> tuple[Tensor, Tensor]:
+    def _vit_naive_path(self, x: Tensor) -> Tensor:
+        """The unchanged last block applied to every token, then ln_post (the naive baseline).
+
+        Returns:
+            B×N×W tokens after ln_post.
+        """
+        block = self._last_block()
+        if getattr(self.clip.visual.transformer, "batch_first", True):
+            out = block(x)
+        else:
+            out = block(x.transpose(0, 1)).transpose(0, 1)
+        return self.clip.visual.ln_post(out)
+
+    def _resnet_dense(self, images: Tensor, with_keys: bool) -> tuple[Tensor, Tensor | None]:
         """layer4 → v_proj → c_proj as 1×1 maps; keys from k_proj (MaskCLIP §3.2).
 
         Returns:
-            (B×D×h×w unnormalised features, B×(h·w)×C keys).
+            (B×D×h×w unnormalised features, B×(h·w)×C keys or None).
         """
         visual = self.clip.visual
         x = images.to(visual.conv1.weight.dtype)
@@ -267,52 +293,37 @@ class MaskCLIPTeacher(nn.Module):
         pool = visual.attnpool
         value = F.conv2d(x, pool.v_proj.weight[:, :, None, None], pool.v_proj.bias)
         feats = F.conv2d(value, pool.c_proj.weight[:, :, None, None], pool.c_proj.bias)
-        keys = F.linear(x.flatten(2).transpose(1, 2), pool.k_proj.weight, pool.k_proj.bias)
+        keys = None
+        if with_keys:
+            keys = F.linear(x.flatten(2).transpose(1, 2), pool.k_proj.weight, pool.k_proj.bias)
         return feats, keys
 
-    def _vit_naive_path(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """The unchanged last block applied to every token, then ln_post (the naive baseline).
-
-        Returns:
-            (B×N×W tokens after ln_post, B×N×W keys after out_proj, as for the value path).
-        """
-        block = self.clip.visual.transformer.resblocks[-1]
-        attn = block.attn
-        width = x.shape[-1]
-        k = F.linear(block.ln_1(x), attn.in_proj_weight[width:2 * width],
-                     attn.in_proj_bias[width:2 * width])
-        transformer = self.clip.visual.transformer
-        if getattr(transformer, "batch_first", True):
-            out = block(x)
-        else:
-            out = block(x.transpose(0, 1)).transpose(0, 1)
-        return self.clip.visual.ln_post(out), attn.out_proj(k)
-
     @torch.no_grad()
-    def dense_features_and_keys(self, images: Tensor) -> tuple[Tensor, Tensor]:
+    def dense_features_and_keys(self, images: Tensor, with_keys: bool = True
+                                ) -> tuple[Tensor, Tensor | None]:
         """Dense joint-space features and last-layer keys.
 
         Args:
             images: B×3×H×W, normalised with the model's mean/std.
+            with_keys: compute the keys (only key smoothing needs them); None otherwise.
 
         Returns:
             (B×D×h×w L2-normalised features, B×(h·w)×C keys) with h = ⌈H/s⌉ for ViT (the input
             is zero-padded bottom/right to a multiple of the patch size s).
         """
         if self.arch == "resnet":
-            feats, keys = self._resnet_dense(images)
+            feats, keys = self._resnet_dense(images, with_keys)
         else:
             tokens, (h, w) = self._vit_tokens_before_last_block(images)
             path = self._vit_value_path if self.head == "maskclip" else self._vit_naive_path
-            values, keys = path(tokens)
-            feats = values[:, 1:] @ self.clip.visual.proj  # CLS token dropped
+            feats = path(tokens)[:, 1:] @ self.clip.visual.proj  # CLS token dropped
             feats = feats.transpose(1, 2).reshape(images.shape[0], -1, h, w)
-            keys = keys[:, 1:]
-        return F.normalize(feats.float(), dim=1), keys.float()
+            keys = self._vit_last_block_keys(tokens)[:, 1:] if with_keys else None
+        return F.normalize(feats.float(), dim=1), None if keys is None else keys.float()
 
     def dense_features(self, images: Tensor) -> Tensor:
         """B×3×H×W normalised images → B×D×h×w L2-normalised joint-space embeddings."""
-        return self.dense_features_and_keys(images)[0]
+        return self.dense_features_and_keys(images, with_keys=False)[0]
 
     # ------------------------------------------------------------------ text
     @torch.no_grad()
@@ -363,11 +374,9 @@ class MaskCLIPTeacher(nn.Module):
         if query_embeddings is None:
             self._require_vocabulary()
             query_embeddings = self.query_embeddings
-        feats, keys = self.dense_features_and_keys(images)
+        feats, keys = self.dense_features_and_keys(images, with_keys=self.refine.key_smoothing)
         logits = torch.einsum("bdhw,qd->bqhw", feats, query_embeddings.to(feats.dtype))
-        need_keys = self.refine.key_smoothing
-        return refine_scores(logits, keys if need_keys else None, self.refine,
-                             self.resolved_temperature())
+        return refine_scores(logits, keys, self.refine, self.resolved_temperature())
 
     @torch.no_grad()
     def forward(self, images: Tensor, output_size: tuple[int, int] | None = None) -> Tensor:

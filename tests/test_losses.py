@@ -24,9 +24,6 @@ def test_identical_captions_are_not_pushed_apart():
     scale = torch.tensor(50.0)
     ids = caption_ids(["a ball on sand.", "a ball on sand.", "sky."])
     multi = MultiPositiveClipLoss()(img, txt, scale, ids)
-    plain = ClipLoss()(img, txt, scale)
-    # Plain InfoNCE pays ln 2 for each duplicated row; the multi-positive target does not.
-    assert plain > multi + 0.3
     logits = scale * img @ txt.T
     targets = torch.tensor([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
     expected = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2

@@ -47,12 +47,12 @@ def overlay_figure(out_path: Path, num_images: int = 4) -> Path:
     from PIL import Image, ImageDraw
 
     from src.data.transforms import build_eval_transform
-    from src.data.world import CLASSES, WorldDataset
+    from src.data.world import CLASSES, WorldDataset, world_palette
     from src.eval import build_teacher
     from src.utils.experiments import compose_config
-    from src.utils.visualize import colorize, make_palette
+    from src.utils.visualize import colorize
 
-    palette = make_palette(len(CLASSES))
+    palette = world_palette()
     columns = []
     dataset = None
     for name in PANEL_VARIANTS:

@@ -43,6 +43,19 @@ THING_COLOURS: dict[str, tuple[str, tuple[int, int, int]]] = {
     "cloud": ("white", (242, 242, 242)),
 }
 
+# Display colours for label maps (the VOC palette would paint "grass" black, like void).
+STUFF_COLOURS: dict[str, tuple[int, int, int]] = {
+    "grass": (60, 150, 50), "water": (35, 85, 175), "sand": (215, 190, 135),
+    "brick": (150, 62, 42), "sky": (150, 200, 245),
+}
+
+
+def world_palette() -> np.ndarray:
+    """(C+1)×3 uint8 palette in the classes' own colours; the last row (void) is black."""
+    colours = [STUFF_COLOURS[c] for c in STUFF] + [THING_COLOURS[t][1] for t in THINGS]
+    return np.array(colours + [(0, 0, 0)], dtype=np.uint8)
+
+
 SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
 SPLIT_SIZES = {"train": 2000, "val": 200, "test": 200}
 

@@ -105,24 +105,26 @@ class SegStudent(nn.Module):
         allow_random_init: random init is refused unless set, because a random DeepLab on real
             data gives meaningless numbers; the offline world's small student sets it.
         output_stride: 8 as in the official student.
+        head_dilations: ASPP dilations (default: the official 6/12/18/24, or 1/12/24/36 for v3+).
+        backbone_kwargs: extra timm constructor arguments, e.g. narrower ``channels``.
     """
 
     def __init__(self, class_embeddings: Tensor, backbone: str = "resnet101c",
                  head: HeadName = "deeplabv2", pretrained: str | None = "timm",
                  background: bool = False, allow_random_init: bool = False,
-                 output_stride: int = 8, head_dilations: tuple[int, ...] | None = None) -> None:
+                 output_stride: int = 8, head_dilations: tuple[int, ...] | None = None,
+                 backbone_kwargs: dict | None = None) -> None:
         super().__init__()
         if pretrained is None and not allow_random_init:
             raise ValueError(
                 "student.pretrained is null: a randomly initialised DeepLab gives meaningless "
                 "numbers on real data. Give student.pretrained=timm (online) or a local backbone "
                 "file, or set student.allow_random_init=true on purpose.")
-        self.backbone = timm.create_model(backbone, features_only=True, pretrained=False,
-                                          output_stride=output_stride, out_indices=(1, 4))
-        if pretrained == "timm":
-            self.backbone = timm.create_model(backbone, features_only=True, pretrained=True,
-                                              output_stride=output_stride, out_indices=(1, 4))
-        elif pretrained is not None:
+        self.backbone = timm.create_model(backbone, features_only=True,
+                                          pretrained=pretrained == "timm",
+                                          output_stride=output_stride, out_indices=(1, 4),
+                                          **dict(backbone_kwargs or {}))
+        if pretrained not in (None, "timm"):
             self._load_backbone(Path(pretrained))
         low_ch, high_ch = self.backbone.feature_info.channels()
         dim = class_embeddings.shape[1]

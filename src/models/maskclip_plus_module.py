@@ -1,0 +1,294 @@
+"""MaskCLIPPlusLitModule: a DeepLab student trained on a frozen teacher's online pseudo-labels.
+
+MaskCLIP §4 (MaskCLIP+), official behaviour in shared reference §6:
+- Annotation-free: every non-void pixel is pseudo-labelled by the teacher among all classes,
+  for the whole run. Void pixels (255) stay ignored.
+- Transductive zero-shot: seen-class ground truth is kept. Unseen pixels are pseudo-labelled
+  among the unseen classes, by the teacher for the first ``guided_steps`` iterations (round 0)
+  and by the student itself afterwards (self-training).
+- Supervised: ground truth only, e.g. for exported pseudo-label datasets.
+
+The teacher is frozen for real: it is not a registered submodule, so it is in neither
+``parameters()`` (and so the optimizer) nor the checkpoint. It is rebuilt from its spec, which
+the checkpoint stores, and it runs under ``no_grad`` in eval mode.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from src.metrics.segmentation import SegmentationIoU
+from src.models.pseudo_labels import IGNORE_INDEX, UNLABELED, assign_pseudo_labels, hide_classes
+from src.models.student import SegStudent
+from src.models.teacher import MaskCLIPTeacher
+from src.prompts.vocabulary import ClassVocabulary, load_vocabulary
+
+log = logging.getLogger(__name__)
+
+Setting = Literal["annofree", "zeroshot", "supervised"]
+SelfTrainingMode = Literal["online", "rounds"]
+PHASES = {"guided": 0, "self_training": 1, "supervised": 2}
+
+
+def poly_lr_factor(step: int, max_steps: int, base_lr: float, min_lr: float,
+                   power: float = 0.9) -> float:
+    """mmseg's poly schedule as a factor of base_lr: ((1 - t/T)^p (base - min) + min) / base."""
+    progress = min(step, max_steps) / max(1, max_steps)
+    return ((base_lr - min_lr) * (1 - progress) ** power + min_lr) / base_lr
+
+
+class MaskCLIPPlusLitModule(L.LightningModule):
+    """Teacher + student training with explicit phases and self-training rounds.
+
+    Args:
+        teacher: the frozen MaskCLIP teacher (None for ``setting=supervised``).
+        student: a callable building the student from C×D class embeddings (a Hydra partial).
+        vocabulary: dataset vocabulary (names in class-index order).
+        templates: prompt templates for the teacher's text classifier.
+        setting: ``annofree``, ``zeroshot`` or ``supervised``.
+        unseen: unseen class indices (zero-shot).
+        background_index: index of a background class that has no text prompt (VOC-21,
+            Context-60); it gets the student's learnable background embedding.
+        max_steps: total iterations (the LR schedule and the self-training rounds need it).
+        guided_steps: iterations in round 0, the teacher-guided phase (zero-shot: 10%).
+        self_training: ``{"mode": "online" | "rounds", "rounds": N}``.
+        lr, momentum, weight_decay, min_lr, power: SGD with poly LR (official schedule).
+        num_overlays: validation images logged as image | GT | prediction panels.
+        report_unseen: unseen class indices for the seen/unseen/hIoU report (any setting).
+    """
+
+    def __init__(
+        self,
+        teacher: MaskCLIPTeacher | None,
+        student: Callable[..., SegStudent],
+        vocabulary: ClassVocabulary | str | Sequence[str],
+        templates: str | Sequence[str] = "imagenet85",
+        setting: Setting = "annofree",
+        unseen: Sequence[int] | None = None,
+        background_index: int | None = None,
+        max_steps: int = 2000,
+        guided_steps: int | None = None,
+        self_training: dict[str, Any] | None = None,
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        min_lr: float = 1e-4,
+        power: float = 0.9,
+        num_overlays: int = 0,
+        report_unseen: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        if setting not in ("annofree", "zeroshot", "supervised"):
+            raise ValueError(f"setting must be annofree, zeroshot or supervised, got {setting!r}")
+        if setting == "zeroshot" and not unseen:
+            raise ValueError("setting=zeroshot needs unseen classes (data.zero_shot_split)")
+        if setting != "supervised" and teacher is None:
+            raise ValueError(f"setting={setting} needs a teacher")
+        self.vocabulary = load_vocabulary(vocabulary)
+        self.setting = setting
+        self.unseen = sorted(unseen) if unseen else None
+        self.background_index = background_index
+        self.max_steps = max_steps
+        self.guided_steps = max_steps if guided_steps is None else int(guided_steps)
+        if setting == "annofree":
+            self.guided_steps = max_steps  # the teacher guides the whole run (official)
+        st = dict(self_training or {})
+        self.self_training_mode: SelfTrainingMode = st.get("mode", "online")
+        self.self_training_rounds = int(st.get("rounds", 1))
+        if self.self_training_mode not in ("online", "rounds"):
+            raise ValueError("self_training.mode must be 'online' or 'rounds'")
+        self.optim_cfg = dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                              min_lr=min_lr, power=power)
+        self.num_overlays = num_overlays
+
+        # The teacher's vocabulary is the dataset's without the prompt-less background class.
+        self._text_classes = [c for c in range(self.vocabulary.num_classes)
+                              if c != background_index]
+        self.__dict__["teacher"] = teacher  # deliberately not a submodule: frozen, not saved
+        if teacher is not None:
+            teacher.set_vocabulary(self._teacher_vocabulary(), templates)
+            text_emb = teacher.class_embeddings.detach().cpu()
+        else:
+            text_emb = torch.zeros(len(self._text_classes), 1)
+        self.student: SegStudent = student(class_embeddings=text_emb,
+                                           background=background_index is not None)
+        if background_index not in (None, 0):
+            raise ValueError("the background class must be class 0 (as in VOC-21 / Context-60)")
+        self.labeller: nn.Module | None = None  # frozen student copy in self_training=rounds
+        self.labeller_round = -1
+        self.save_hyperparameters(ignore=["teacher", "student", "vocabulary"])
+        num_classes = self.vocabulary.num_classes
+        report = report_unseen if report_unseen is not None else self.unseen
+        self.val_iou = SegmentationIoU(num_classes, report)
+        self.test_iou = SegmentationIoU(num_classes, report)
+
+    # ------------------------------------------------------------------ teacher handling
+    @property
+    def teacher(self) -> MaskCLIPTeacher | None:
+        return self.__dict__["teacher"]
+
+    def _teacher_vocabulary(self) -> ClassVocabulary:
+        v = self.vocabulary
+        keep = self._text_classes
+        return ClassVocabulary(tuple(v.names[c] for c in keep), tuple(v.queries[c] for c in keep),
+                               v.source)
+
+    def _place_teacher(self) -> None:
+        if self.teacher is not None:
+            self.teacher.to(self.device)
+            self.teacher.eval()
+
+    def on_fit_start(self) -> None:
+        self._place_teacher()
+
+    # ------------------------------------------------------------------ phases
+    def phase_at(self, step: int) -> str:
+        if self.setting == "supervised":
+            return "supervised"
+        return "guided" if step < self.guided_steps else "self_training"
+
+    def round_at(self, step: int) -> int:
+        """Round 0 is the guided phase; later rounds split the remaining steps equally."""
+        if step < self.guided_steps or self.setting != "zeroshot":
+            return 0
+        if self.self_training_mode == "online":
+            return 1
+        length = max(1, math.ceil((self.max_steps - self.guided_steps)
+                                  / self.self_training_rounds))
+        return min(self.self_training_rounds, 1 + (step - self.guided_steps) // length)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        step = self.global_step
+        round_ = self.round_at(step)
+        if self.self_training_mode == "rounds" and round_ >= 1 and round_ != self.labeller_round:
+            # The labeller of round r is the student frozen at the end of round r-1.
+            self.labeller = copy.deepcopy(self.student).eval().requires_grad_(False)
+            self.labeller_round = round_
+            log.info("step %d: self-training round %d starts; labeller = student snapshot",
+                     step, round_)
+
+    # ------------------------------------------------------------------ targets
+    def _candidates(self) -> Tensor:
+        if self.setting == "zeroshot":
+            return torch.tensor(self.unseen, device=self.device)
+        return torch.tensor(self._text_classes, device=self.device)
+
+    @torch.no_grad()
+    def teacher_scores(self, images: Tensor) -> Tensor:
+        """B×C×H×W teacher probabilities in *dataset* class indices (background column = -inf)."""
+        with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+            probs = self.teacher(images).float()
+        if self.background_index is None:
+            return probs
+        pad = probs.new_full((probs.shape[0], 1, *probs.shape[2:]), float("-inf"))
+        return torch.cat([pad, probs], dim=1)
+
+    def make_targets(self, images: Tensor, mask: Tensor, student_logits: Tensor
+                     ) -> tuple[Tensor, dict[str, float]]:
+        """Training targets for this step and statistics about the pseudo-labels."""
+        if self.setting == "supervised":
+            return mask, {}
+        hidden = None if self.setting == "annofree" else self.unseen
+        target = hide_classes(mask, hidden)
+        unlabeled = target == UNLABELED
+        stats: dict[str, float] = {}
+        if unlabeled.any():
+            phase = self.phase_at(self.global_step)
+            if phase == "guided":
+                scores = self.teacher_scores(images)
+            elif self.self_training_mode == "rounds":
+                with torch.no_grad():
+                    scores = self.labeller(images)
+            else:  # online: the current student labels itself (official behaviour)
+                scores = student_logits.detach()
+            target = assign_pseudo_labels(target, scores, self._candidates())
+            valid = mask != IGNORE_INDEX
+            stats["pseudo_coverage"] = float(unlabeled.sum() / valid.sum().clamp(min=1))
+            stats["pseudo_agreement"] = float((target[unlabeled] == mask[unlabeled]).float()
+                                              .mean())
+        return target, stats
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        images, mask = batch["image"], batch["mask"]
+        logits = self.student(images)
+        target, stats = self.make_targets(images, mask, logits)
+        logits = F.interpolate(logits, size=mask.shape[-2:], mode="bilinear",
+                               align_corners=False)
+        loss = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+        step = self.global_step
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/phase", float(PHASES[self.phase_at(step)]))
+        self.log("train/round", float(self.round_at(step)))
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
+        for key, value in stats.items():
+            self.log(f"train/{key}", value)
+        return loss
+
+    def _eval_step(self, batch: dict[str, list], metric: SegmentationIoU) -> None:
+        for image, mask in zip(batch["image"], batch["mask"]):
+            logits = self.student(image[None].to(self.device))
+            logits = F.interpolate(logits, size=mask.shape[-2:], mode="bilinear",
+                                   align_corners=False)
+            metric.update(logits[0].argmax(0), mask.to(self.device))
+
+    def validation_step(self, batch: dict[str, list], batch_idx: int) -> None:
+        self._eval_step(batch, self.val_iou)
+
+    def test_step(self, batch: dict[str, list], batch_idx: int) -> None:
+        self._eval_step(batch, self.test_iou)
+
+    def _log_summary(self, stage: str, metric: SegmentationIoU) -> dict[str, float]:
+        summary = {k: 100 * v for k, v in metric.summary().items()}
+        for key, value in summary.items():
+            self.log(f"{stage}/{key}", value)
+        metric.reset()
+        return summary
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_summary("val", self.val_iou)
+
+    def on_test_epoch_end(self) -> None:
+        self.test_summary = self._log_summary("test", self.test_iou)
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self):
+        cfg = self.optim_cfg
+        optimizer = torch.optim.SGD(self.student.parameters(), lr=cfg["lr"],
+                                    momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: poly_lr_factor(step, self.max_steps, cfg["lr"],
+                                                   cfg["min_lr"], cfg["power"]))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule,
+                                                         "interval": "step"}}
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["maskclip_plus"] = {
+            "labeller_round": self.labeller_round,
+            "vocabulary": {"names": list(self.vocabulary.names),
+                           "queries": [list(q) for q in self.vocabulary.queries]},
+            "teacher": None if self.teacher is None else {
+                "model_name": self.teacher.model_name,
+                "pretrained": self.teacher.spec.pretrained,
+                "quick_gelu": self.teacher.spec.quick_gelu,
+                "head": self.teacher.head,
+                "refine": vars(self.teacher.refine),
+            },
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("maskclip_plus", {})
+        self.labeller_round = state.get("labeller_round", -1)
+        if any(k.startswith("labeller.") for k in checkpoint["state_dict"]):
+            # Recreate the frozen copy so its saved weights load: resume continues the round.
+            self.labeller = copy.deepcopy(self.student).eval().requires_grad_(False)

@@ -1,0 +1,123 @@
+"""MaskCLIP+ training: a student on the frozen teacher's online pseudo-labels.
+
+    python -m src.train experiment=world_annofree
+    python -m src.train experiment=voc_zs trainer.devices=8
+
+Composes data, teacher, student, prompts and refinements from ``conf/``, derives the per-device
+batch from ``global_batch_size``, trains with ``MaskCLIPPlusLitModule`` and tests the last
+weights (never a metric-picked checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from src.utils.config import CONFIG_DIR, instantiate_loggers, to_plain
+
+log = logging.getLogger(__name__)
+
+
+def devices_count(devices: Any) -> int:
+    """How many devices a ``trainer.devices`` value means (``auto`` → what exists)."""
+    if isinstance(devices, int):
+        return max(devices, 1) if devices != -1 else _available_devices()
+    if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
+        return len(devices)
+    if isinstance(devices, str) and devices.isdigit():
+        return int(devices)
+    return _available_devices()
+
+
+def _available_devices() -> int:
+    import torch
+
+    return torch.cuda.device_count() or 1
+
+
+def per_device_batch(global_batch: int, devices: int, num_nodes: int = 1) -> tuple[int, int]:
+    """(per-device batch, gradient accumulation) giving the configured global batch.
+
+    Raises:
+        ValueError: when the global batch cannot be split evenly.
+    """
+    world = devices * num_nodes
+    if global_batch % world == 0:
+        return global_batch // world, 1
+    raise ValueError(f"global_batch_size={global_batch} does not split over {world} devices; "
+                     "choose a multiple of the device count")
+
+
+def build_module(cfg: DictConfig):
+    """Instantiate teacher, student partial and the LitModule from a composed config."""
+    from src.data.splits import unseen_indices
+    from src.eval import build_teacher
+    from src.models.maskclip_plus_module import MaskCLIPPlusLitModule
+    from src.prompts.vocabulary import load_vocabulary
+
+    vocabulary = load_vocabulary(cfg.data.vocabulary)
+    split = (unseen_indices(cfg.zero_shot_split, list(vocabulary.names))
+             if cfg.get("zero_shot_split") else None)
+    if cfg.setting == "zeroshot" and not split:
+        raise ValueError("setting=zeroshot needs zero_shot_split (e.g. data.zero_shot_split=voc20)")
+    unseen = split if cfg.setting == "zeroshot" else None
+    background_index = 0 if vocabulary.names[0] == "background" else None
+    teacher = build_teacher(cfg) if cfg.setting != "supervised" else None
+    return MaskCLIPPlusLitModule(
+        teacher=teacher, student=instantiate(cfg.student), vocabulary=vocabulary,
+        templates=to_plain(cfg.prompts.templates), setting=cfg.setting, unseen=unseen,
+        background_index=background_index, max_steps=cfg.max_steps,
+        guided_steps=round(cfg.guided_fraction * cfg.max_steps),
+        self_training=to_plain(cfg.self_training), num_overlays=cfg.num_overlays,
+        report_unseen=split,
+        **to_plain(cfg.optim))
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit (and test) the configured MaskCLIP+ run; returns the logged metrics."""
+    L.seed_everything(cfg.seed, workers=True)
+    devices = devices_count(cfg.trainer.get("devices", 1))
+    batch, accumulate = per_device_batch(cfg.global_batch_size, devices,
+                                         cfg.trainer.get("num_nodes", 1))
+    with open_dict(cfg):
+        cfg.data.batch_size = batch
+    datamodule = instantiate(cfg.data, _convert_="all")
+    module = build_module(cfg)
+    if module.teacher is not None:
+        datamodule.set_normalization(module.teacher.image_mean, module.teacher.image_std)
+    loggers = instantiate_loggers(cfg.get("logger"))
+    callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()
+                 if node and "_target_" in node]
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
+                                     accumulate_grad_batches=accumulate)
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path == "last":
+        ckpt_path = str(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if cfg.get("test_after_fit"):
+        trainer.test(module, datamodule=datamodule)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    log.info("metrics: %s", json.dumps({k: round(v, 3) for k, v in metrics.items()}))
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""MaskCLIP+ training: experiments through src.train, phases, rounds, the frozen teacher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from src.models.maskclip_plus_module import MaskCLIPPlusLitModule, poly_lr_factor
+from src.utils.config import CONFIG_DIR
+
+TRAIN_EXPERIMENTS = sorted(
+    p for p in Path(CONFIG_DIR, "experiment").glob("*.yaml")
+    if "python -m src.train" in p.read_text().splitlines()[1])
+
+FAST = ["teacher=tiny", "logger=csv", "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false", "data.dataset_kwargs.num_images=8",
+        "global_batch_size=2"]
+
+
+def compose_train(overrides):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+@pytest.mark.parametrize("experiment", TRAIN_EXPERIMENTS, ids=lambda p: p.stem)
+def test_train_experiment_runs_through_src_train(experiment, tmp_path):
+    from src.train import train
+
+    cfg = compose_train([f"experiment={experiment.stem}", *FAST, "max_steps=4", "val_every=4",
+                         "checkpoint_every=4", f"paths.output_dir={tmp_path}"])
+    metrics = train(cfg)
+    assert "test/mIoU" in metrics and "train/loss" in metrics
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu",
+                      weights_only=False)
+    assert not any(k.startswith("teacher") for k in ckpt["state_dict"])  # rebuilt from its spec
+    assert ckpt["maskclip_plus"]["teacher"]["model_name"] == "tiny-vit"
+    assert "student.class_embeddings" in ckpt["state_dict"]
+
+
+def _module(tmp_path, **kwargs) -> MaskCLIPPlusLitModule:
+    from src.train import build_module
+
+    cfg = compose_train(["experiment=world_zs", *FAST, f"paths.output_dir={tmp_path}",
+                         "max_steps=10", "guided_fraction=0.3"])
+    module = build_module(cfg)
+    for key, value in kwargs.items():
+        setattr(module, key, value)
+    return module
+
+
+def test_teacher_is_frozen_and_outside_optimizer_and_checkpoint(tmp_path):
+    module = _module(tmp_path)
+    teacher_params = {id(p) for p in module.teacher.parameters()}
+    assert not teacher_params & {id(p) for p in module.parameters()}
+    optimizer = module.configure_optimizers()["optimizer"]
+    assert not teacher_params & {id(p) for g in optimizer.param_groups for p in g["params"]}
+    assert not any(k.startswith("teacher") for k in module.state_dict())
+    module.train()
+    assert not module.teacher.training and not any(p.requires_grad
+                                                   for p in module.teacher.parameters())
+
+
+def test_phase_switch_at_configured_step(tmp_path):
+    module = _module(tmp_path)
+    assert module.guided_steps == 3  # 30% of 10 iterations
+    assert [module.phase_at(s) for s in (0, 2, 3, 9)] == ["guided", "guided", "self_training",
+                                                           "self_training"]
+    annofree = _module(tmp_path, setting="annofree")
+    annofree.guided_steps = annofree.max_steps
+    assert annofree.phase_at(9) == "guided"
+
+
+def test_rounds_split_the_self_training_steps(tmp_path):
+    module = _module(tmp_path, self_training_mode="rounds", self_training_rounds=3)
+    # 7 self-training steps after 3 guided ones, split in rounds of ceil(7/3) = 3 steps
+    assert [module.round_at(s) for s in range(10)] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3]
+    online = _module(tmp_path)
+    assert [online.round_at(s) for s in (2, 3, 9)] == [0, 1, 1]
+
+
+def test_zero_shot_targets_use_teacher_then_student(tmp_path):
+    module = _module(tmp_path)
+    images = torch.randn(2, 3, 32, 32)
+    mask = torch.randint(0, 12, (2, 32, 32))
+    mask[:, :4] = 255
+    logits = module.student(images)
+    target, stats = module.make_targets(images, mask, logits)
+    unseen = torch.tensor(module.unseen)
+    hidden = torch.isin(mask, unseen)
+    assert torch.equal(target[~hidden], mask[~hidden])  # seen GT kept, void kept
+    assert torch.isin(target[hidden], unseen).all()  # pseudo-labels only among unseen classes
+    assert 0 < stats["pseudo_coverage"] < 1
+
+
+def test_poly_lr():
+    assert poly_lr_factor(0, 100, 0.01, 1e-4) == pytest.approx(1.0)
+    assert poly_lr_factor(100, 100, 0.01, 1e-4) == pytest.approx(0.01)
+    assert poly_lr_factor(50, 100, 0.01, 1e-4) == pytest.approx(
+        ((0.01 - 1e-4) * 0.5 ** 0.9 + 1e-4) / 0.01)
+
+
+def test_rounds_mode_trains_and_checkpoints_the_labeller(tmp_path):
+    from src.train import train
+
+    cfg = compose_train(["experiment=world_zs", *FAST, "max_steps=6", "val_every=6",
+                         "checkpoint_every=6", "guided_fraction=0.34",
+                         "self_training.mode=rounds", "self_training.rounds=2",
+                         f"paths.output_dir={tmp_path}", "test_after_fit=false"])
+    train(cfg)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu",
+                      weights_only=False)
+    assert any(k.startswith("labeller.") for k in ckpt["state_dict"])
+    assert ckpt["maskclip_plus"]["labeller_round"] == 2

@@ -16,9 +16,28 @@ TRAIN_EXPERIMENTS = sorted(
     p for p in Path(CONFIG_DIR, "experiment").glob("*.yaml")
     if "python -m src.train" in p.read_text().splitlines()[1])
 
-FAST = ["teacher=tiny", "logger=csv", "trainer.accelerator=cpu",
-        "trainer.enable_progress_bar=false", "data.dataset_kwargs.num_images=8",
-        "global_batch_size=2"]
+COMMON = ["teacher=tiny", "student=tiny", "logger=csv", "trainer.accelerator=cpu",
+          "trainer.enable_progress_bar=false", "global_batch_size=2", "data.num_workers=0"]
+FAST = [*COMMON, "data.dataset_kwargs.num_images=8"]  # the offline world
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    from src.data.fixtures import write_cocostuff_fixture, write_context_fixture, write_voc_fixture
+
+    root = tmp_path_factory.mktemp("data")
+    write_voc_fixture(root, n=4, size=(40, 56))
+    write_context_fixture(root, n=4, size=(40, 56))
+    write_cocostuff_fixture(root, n=4, size=(40, 56))
+    return root
+
+
+def fast_overrides(experiment: Path, data_dir: Path) -> list[str]:
+    if experiment.stem.startswith("world"):
+        return FAST
+    # Real-data recipes on fixtures in the real layouts, with a tiny student and small crops.
+    return [*COMMON, f"paths.data_dir={data_dir}", "data.crop_size=[32,32]",
+            "data.train_scale=[64,32]", "data.test_scale=[64,32]"]
 
 
 def compose_train(overrides):
@@ -28,10 +47,11 @@ def compose_train(overrides):
 
 
 @pytest.mark.parametrize("experiment", TRAIN_EXPERIMENTS, ids=lambda p: p.stem)
-def test_train_experiment_runs_through_src_train(experiment, tmp_path):
+def test_train_experiment_runs_through_src_train(experiment, tmp_path, data_dir):
     from src.train import train
 
-    cfg = compose_train([f"experiment={experiment.stem}", *FAST, "max_steps=4", "val_every=4",
+    cfg = compose_train([f"experiment={experiment.stem}", *fast_overrides(experiment, data_dir),
+                         "max_steps=4", "val_every=4",
                          "checkpoint_every=4", f"paths.output_dir={tmp_path}"])
     metrics = train(cfg)
     assert "test/mIoU" in metrics and "train/loss" in metrics

@@ -88,7 +88,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                                          cfg.trainer.get("num_nodes", 1))
     with open_dict(cfg):
         cfg.data.batch_size = batch
-    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule = instantiate(cfg.data, seed=cfg.seed, _convert_="all")
     module = build_module(cfg)
     if module.teacher is not None:
         datamodule.set_normalization(module.teacher.image_mean, module.teacher.image_std)

@@ -137,3 +137,34 @@ def test_rounds_mode_trains_and_checkpoints_the_labeller(tmp_path):
                       weights_only=False)
     assert any(k.startswith("labeller.") for k in ckpt["state_dict"])
     assert ckpt["maskclip_plus"]["labeller_round"] == 2
+
+
+def _losses(output_dir: Path) -> dict[int, float]:
+    import csv
+
+    rows = {}
+    for path in output_dir.rglob("metrics.csv"):
+        with open(path) as fh:
+            for row in csv.DictReader(fh):
+                if row.get("train/loss"):
+                    rows[int(row["step"])] = float(row["train/loss"])
+    return rows
+
+
+def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path):
+    """Killed after step 3 and resumed from its checkpoint, a run follows the same losses."""
+    from src.train import train
+
+    common = ["experiment=world_zs", *FAST, "max_steps=6", "val_every=6", "checkpoint_every=3",
+              "guided_fraction=0.5", "trainer.log_every_n_steps=1", "test_after_fit=false"]
+    full = tmp_path / "full"
+    train(compose_train([*common, f"paths.output_dir={full}"]))
+    # The mid-run checkpoint is what a killed run leaves behind.
+    ckpt = full / "checkpoints" / "step000003.ckpt"
+    assert ckpt.is_file(), sorted(p.name for p in (full / "checkpoints").iterdir())
+    resumed = tmp_path / "resumed"
+    train(compose_train([*common, f"paths.output_dir={resumed}", f"ckpt_path={ckpt}"]))
+    expected, got = _losses(full), _losses(resumed)
+    assert sorted(got) == [3, 4, 5]  # only the steps after the checkpoint ran again
+    for step in got:
+        assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-6), step

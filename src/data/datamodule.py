@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 import src.data.world  # noqa: F401  (registers the offline world in DATASETS)
 from src.data.datasets import DATASETS, SegmentationDataset
+from src.data.sampling import StepSampler, StepSeededDataset
 from src.data.splits import ZERO_SHOT_UNSEEN
 from src.data.transforms import (
     IGNORE_INDEX,
@@ -97,6 +98,7 @@ class SegDataModule(L.LightningDataModule):
         batch_size: Batch size of every dataloader (evaluation batches are lists).
         num_workers: Dataloader workers.
         zero_shot_split: Key of :data:`~src.data.splits.ZERO_SHOT_UNSEEN` or None; stored only.
+        seed: seeds the training stream (sample order and augmentation per step).
     """
 
     ignore_index: int = IGNORE_INDEX
@@ -120,6 +122,7 @@ class SegDataModule(L.LightningDataModule):
         batch_size: int = 1,
         num_workers: int = 2,
         zero_shot_split: str | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
@@ -149,6 +152,8 @@ class SegDataModule(L.LightningDataModule):
 
         self.dataset_name = dataset
         self.root = root
+        self.seed = int(seed)
+        self._resume_step = 0
         self.vocabulary = vocabulary
         self.num_classes = num_classes
         self.dataset_kwargs = dataset_kwargs
@@ -277,7 +282,35 @@ class SegDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, "fit", train=True)
+        """An endless, step-seeded stream: samples and crops are a function of (seed, step).
+
+        Resuming at optimizer step k restarts the stream at micro-step k × accumulation, so a
+        resumed run sees what the uninterrupted run saw; each rank reads its own slice.
+        """
+        if self.train_set is None:
+            raise RuntimeError("Call setup('fit') before asking for its dataloader.")
+        trainer = self.trainer
+        rank = trainer.global_rank if trainer is not None else 0
+        world = trainer.world_size if trainer is not None else 1
+        accumulate = trainer.accumulate_grad_batches if trainer is not None else 1
+        sampler = StepSampler(self.batch_size, rank, world, self._resume_step * accumulate)
+        return DataLoader(
+            StepSeededDataset(self.train_set, self.seed),
+            batch_size=self.batch_size,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=self.num_workers,
+            collate_fn=stack_collate,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in Lightning checkpoints: the optimizer step the stream has reached."""
+        return {"global_step": self.trainer.global_step if self.trainer is not None else 0}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume_step = int(state_dict.get("global_step", 0))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, "validate")

@@ -168,3 +168,37 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path):
     assert sorted(got) == [3, 4, 5]  # only the steps after the checkpoint ran again
     for step in got:
         assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-6), step
+
+
+def test_ddp_spawn_on_two_cpu_processes(tmp_path):
+    """Two CPU ranks (gloo) train a few steps; SyncBN is off on CPU."""
+    from src.train import train
+
+    cfg = compose_train(["experiment=world_annofree", *FAST, "max_steps=2", "val_every=2",
+                         "checkpoint_every=2", "trainer.devices=2", "trainer.strategy=ddp_spawn",
+                         "trainer.sync_batchnorm=false", "test_after_fit=false",
+                         f"paths.output_dir={tmp_path}"])
+    metrics = train(cfg)
+    assert "val/mIoU" in metrics
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_multirun_sweep_two_by_two(tmp_path):
+    """`python -m src.train -m ... refine=none,ks prompts=single,world`: one job per combination."""
+    import os
+    import subprocess
+    import sys
+
+    from src.utils.config import PROJECT_ROOT
+
+    cmd = [sys.executable, "-m", "src.train", "-m", "experiment=world_annofree",
+           "refine=none,ks", "prompts=single,world", *FAST, "max_steps=2", "val_every=2",
+           "checkpoint_every=2", "test_after_fit=false", f"paths.log_dir={tmp_path}"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="disabled")
+    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = sorted(tmp_path.rglob("metrics.json"))
+    assert len(runs) == 4
+    overrides = {p.parent.joinpath(".hydra", "overrides.yaml").read_text() for p in runs}
+    assert len(overrides) == 4

@@ -42,6 +42,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
+    if cfg.get("ckpt_path"):
+        return evaluate_student(cfg, datamodule)
     teacher = build_teacher(cfg)
     # Used only when data.normalize=clip and no explicit mean/std is configured.
     datamodule.set_normalization(teacher.image_mean, teacher.image_std)
@@ -69,6 +71,28 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             wandb.finish()
     except ImportError:
         pass
+    return results
+
+
+def evaluate_student(cfg: DictConfig, datamodule) -> dict[str, Any]:
+    """Evaluate a trained MaskCLIP+ student checkpoint (``ckpt_path=...``) on ``cfg.data``."""
+    from src.data.splits import unseen_indices
+    from src.models.maskclip_plus_module import load_student
+
+    module = load_student(cfg.ckpt_path)
+    if cfg.get("zero_shot_split"):
+        module = load_student(cfg.ckpt_path, unseen_indices(cfg.zero_shot_split,
+                                                            list(module.vocabulary.names)))
+    if module.hparams.get("image_mean"):
+        datamodule.set_normalization(module.hparams.image_mean, module.hparams.image_std)
+    loggers = instantiate_loggers(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False)
+    trainer.test(module, datamodule=datamodule)
+    results = {"summary": module.test_summary, "checkpoint": str(cfg.ckpt_path)}
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    log.info("results: %s", json.dumps(results["summary"]))
     return results
 
 

@@ -69,14 +69,15 @@ def build_module(cfg: DictConfig):
         raise ValueError("setting=zeroshot needs zero_shot_split (e.g. data.zero_shot_split=voc20)")
     unseen = split if cfg.setting == "zeroshot" else None
     background_index = 0 if vocabulary.names[0] == "background" else None
-    teacher = build_teacher(cfg) if cfg.setting != "supervised" else None
+    # Even the supervised setting needs the teacher's text tower for the student's classifier.
+    teacher = build_teacher(cfg)
     return MaskCLIPPlusLitModule(
         teacher=teacher, student=instantiate(cfg.student), vocabulary=vocabulary,
         templates=to_plain(cfg.prompts.templates), setting=cfg.setting, unseen=unseen,
         background_index=background_index, max_steps=cfg.max_steps,
         guided_steps=round(cfg.guided_fraction * cfg.max_steps),
         self_training=to_plain(cfg.self_training), num_overlays=cfg.num_overlays,
-        report_unseen=split,
+        report_unseen=split, student_cfg=to_plain(cfg.student),
         **to_plain(cfg.optim))
 
 
@@ -92,6 +93,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     module = build_module(cfg)
     if module.teacher is not None:
         datamodule.set_normalization(module.teacher.image_mean, module.teacher.image_std)
+    mean, std = datamodule.normalization
+    module.hparams.update(image_mean=list(mean), image_std=list(std))
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()
                  if node and "_target_" in node]

@@ -202,3 +202,40 @@ def test_multirun_sweep_two_by_two(tmp_path):
     assert len(runs) == 4
     overrides = {p.parent.joinpath(".hydra", "overrides.yaml").read_text() for p in runs}
     assert len(overrides) == 4
+
+
+def test_student_checkpoint_alone_evaluates_with_src_eval(tmp_path):
+    """`python -m src.eval ckpt_path=...` rebuilds the student from the checkpoint alone."""
+    from src.eval import evaluate
+    from src.train import train
+
+    train_dir = tmp_path / "train"
+    metrics = train(compose_train(["experiment=world_zs", *FAST, "max_steps=2", "val_every=2",
+                                   "checkpoint_every=2", f"paths.output_dir={train_dir}"]))
+    ckpt = train_dir / "checkpoints" / "last.ckpt"
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="eval", overrides=[
+            "data=world", "+data.dataset_kwargs.num_images=8", f"ckpt_path={ckpt}",
+            "logger=csv", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+            f"paths.output_dir={tmp_path / 'eval'}"])
+    results = evaluate(cfg)
+    assert results["summary"]["mIoU"] == pytest.approx(metrics["test/mIoU"], abs=1e-4)
+    assert set(results["summary"]) == {"mIoU", "mIoU_seen", "mIoU_unseen", "hIoU"}
+
+
+def test_loading_a_foreign_checkpoint_fails_clearly(tmp_path):
+    from src.models.maskclip_plus_module import load_student
+
+    path = tmp_path / "x.ckpt"
+    torch.save({"state_dict": {}}, path)
+    with pytest.raises(ValueError, match="not a MaskCLIP\\+ student checkpoint"):
+        load_student(str(path))
+
+
+def test_supervised_setting_uses_ground_truth_only(tmp_path):
+    module = _module(tmp_path, setting="supervised")
+    images = torch.randn(1, 3, 32, 32)
+    mask = torch.randint(0, 12, (1, 32, 32))
+    target, stats = module.make_targets(images, mask, module.student(images))
+    assert torch.equal(target, mask) and stats == {}

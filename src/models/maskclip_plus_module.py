@@ -64,6 +64,11 @@ class MaskCLIPPlusLitModule(L.LightningModule):
         lr, momentum, weight_decay, min_lr, power: SGD with poly LR (official schedule).
         num_overlays: validation images logged as image | GT | prediction panels.
         report_unseen: unseen class indices for the seen/unseen/hIoU report (any setting).
+        student_cfg: the student's Hydra config, kept in the checkpoint so that it alone can
+            rebuild the student (``load_student``).
+        image_mean, image_std: the input normalisation the student was trained with (saved so
+            that evaluation normalises the same way).
+        class_embeddings: C×D text embeddings for a student without a teacher (a checkpoint's).
     """
 
     def __init__(
@@ -85,6 +90,10 @@ class MaskCLIPPlusLitModule(L.LightningModule):
         power: float = 0.9,
         num_overlays: int = 0,
         report_unseen: Sequence[int] | None = None,
+        student_cfg: dict[str, Any] | None = None,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
+        class_embeddings: Tensor | None = None,
     ) -> None:
         super().__init__()
         if setting not in ("annofree", "zeroshot", "supervised"):
@@ -117,15 +126,18 @@ class MaskCLIPPlusLitModule(L.LightningModule):
         if teacher is not None:
             teacher.set_vocabulary(self._teacher_vocabulary(), templates)
             text_emb = teacher.class_embeddings.detach().cpu()
+        elif class_embeddings is not None:
+            text_emb = class_embeddings
         else:
-            text_emb = torch.zeros(len(self._text_classes), 1)
+            raise ValueError("without a teacher, the student needs class_embeddings")
         self.student: SegStudent = student(class_embeddings=text_emb,
                                            background=background_index is not None)
         if background_index not in (None, 0):
             raise ValueError("the background class must be class 0 (as in VOC-21 / Context-60)")
         self.labeller: nn.Module | None = None  # frozen student copy in self_training=rounds
         self.labeller_round = -1
-        self.save_hyperparameters(ignore=["teacher", "student", "vocabulary"])
+        self.save_hyperparameters(ignore=["teacher", "student", "vocabulary",
+                                          "class_embeddings"])
         num_classes = self.vocabulary.num_classes
         report = report_unseen if report_unseen is not None else self.unseen
         self.val_iou = SegmentationIoU(num_classes, report)
@@ -292,3 +304,41 @@ class MaskCLIPPlusLitModule(L.LightningModule):
         if any(k.startswith("labeller.") for k in checkpoint["state_dict"]):
             # Recreate the frozen copy so its saved weights load: resume continues the round.
             self.labeller = copy.deepcopy(self.student).eval().requires_grad_(False)
+
+
+def load_student(ckpt_path: str, report_unseen: Sequence[int] | None = None
+                 ) -> MaskCLIPPlusLitModule:
+    """Rebuild a trained student from its checkpoint alone (no teacher, no training config).
+
+    Returns:
+        A ``MaskCLIPPlusLitModule`` in the supervised setting holding the trained student, ready
+        for ``Trainer.test``/``predict``.
+
+    Raises:
+        ValueError: the file is not a MaskCLIP+ checkpoint, or its weights do not fit the
+            student architecture it records.
+    """
+    from hydra.utils import instantiate
+
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    hparams = checkpoint.get("hyper_parameters", {})
+    extra = checkpoint.get("maskclip_plus")
+    if extra is None or not hparams.get("student_cfg"):
+        raise ValueError(f"{ckpt_path} is not a MaskCLIP+ student checkpoint (src.train)")
+    vocab = ClassVocabulary(tuple(extra["vocabulary"]["names"]),
+                            tuple(tuple(q) for q in extra["vocabulary"]["queries"]), ckpt_path)
+    state = checkpoint["state_dict"]
+    module = MaskCLIPPlusLitModule(
+        teacher=None, student=instantiate(hparams["student_cfg"]), vocabulary=vocab,
+        setting="supervised", background_index=hparams.get("background_index"),
+        max_steps=hparams.get("max_steps", 1),
+        report_unseen=report_unseen if report_unseen is not None else hparams.get("unseen"),
+        student_cfg=hparams["student_cfg"], image_mean=hparams.get("image_mean"),
+        image_std=hparams.get("image_std"), class_embeddings=state["student.class_embeddings"])
+    student_state = {k[len("student."):]: v for k, v in state.items() if k.startswith("student.")}
+    try:
+        module.student.load_state_dict(student_state)
+    except RuntimeError as err:
+        raise ValueError(f"{ckpt_path}: the saved weights do not fit the student architecture "
+                         f"{hparams['student_cfg'].get('backbone')} it records ({err})") from err
+    return module

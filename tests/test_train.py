@@ -61,6 +61,8 @@ def test_train_experiment_runs_through_src_train(experiment, tmp_path, data_dir)
     assert not any(k.startswith("teacher") for k in ckpt["state_dict"])  # rebuilt from its spec
     assert ckpt["maskclip_plus"]["teacher"]["model_name"] == "tiny-vit"
     assert "student.class_embeddings" in ckpt["state_dict"]
+    panels = list(tmp_path.rglob("overlays/val_panel_*.png"))
+    assert panels, "validation panels (image | GT | teacher | student) were not logged"
 
 
 def _module(tmp_path, **kwargs) -> MaskCLIPPlusLitModule:

@@ -22,7 +22,7 @@ from torch import Tensor
 from src.metrics.segmentation import SegmentationIoU
 from src.models.teacher import MaskCLIPTeacher
 from src.prompts.vocabulary import ClassVocabulary, load_vocabulary
-from src.utils.visualize import denormalize, make_palette, overlay_panel
+from src.utils.visualize import image_at, log_panel, make_palette, overlay_panel
 
 log = logging.getLogger(__name__)
 
@@ -138,25 +138,9 @@ class MaskCLIPLitModule(L.LightningModule):
                                  data=[[n, v] for n, v in rows])
 
     def _log_overlay(self, image: Tensor, mask: Tensor, pred: Tensor, name: str) -> None:
-        rgb = denormalize(image, self.image_mean, self.image_std)
-        height, width = mask.shape[-2:]
-        rgb_t = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
-        rgb = F.interpolate(rgb_t, size=(height, width), mode="bilinear", align_corners=False)
-        rgb = rgb[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+        rgb = image_at(image, mask.shape[-2:], self.image_mean, self.image_std)
         panel = overlay_panel(rgb, mask.cpu().numpy(), pred.cpu().numpy(), self.palette)
         self._overlays_logged += 1
-        if not self.trainer.is_global_zero:
-            return
-        key = f"test/overlay/{self._overlays_logged - 1}_{Path(str(name)).stem}"
-        for logger in self.loggers:
-            kind = type(logger).__name__
-            if kind == "WandbLogger":
-                logger.log_image(key=key, images=[panel], caption=["image | GT | prediction"])
-            elif kind == "TensorBoardLogger":
-                logger.experiment.add_image(key, panel, self.global_step, dataformats="HWC")
-            elif logger.log_dir:
-                from PIL import Image
-
-                out = Path(logger.log_dir) / "overlays" / f"{key.replace('/', '_')}.png"
-                out.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(panel).save(out)
+        if self.trainer.is_global_zero:
+            key = f"test/overlay/{self._overlays_logged - 1}_{Path(str(name)).stem}"
+            log_panel(self.loggers, key, panel, self.global_step, "image | GT | prediction")

@@ -255,6 +255,34 @@ class MaskCLIPPlusLitModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, list], batch_idx: int) -> None:
         self._eval_step(batch, self.val_iou)
+        if batch_idx == 0 and self.num_overlays and self.trainer.is_global_zero:
+            self._log_panels(batch)
+
+    @torch.no_grad()
+    def _log_panels(self, batch: dict[str, list]) -> None:
+        """Image | ground truth | teacher | student for the first validation images."""
+        from src.utils.visualize import image_at, log_panel, make_palette, overlay_panel
+
+        mean = self.hparams.get("image_mean") or (0.0, 0.0, 0.0)
+        std = self.hparams.get("image_std") or (1.0, 1.0, 1.0)
+        palette = make_palette(self.vocabulary.num_classes)
+        for k, (image, mask) in enumerate(zip(batch["image"][:self.num_overlays],
+                                              batch["mask"][:self.num_overlays])):
+            image = image[None].to(self.device)
+            size = mask.shape[-2:]
+            preds = []
+            if self.teacher is not None:
+                self._place_teacher()
+                teacher = F.interpolate(self.teacher_scores(image), size=size, mode="bilinear",
+                                        align_corners=False)
+                preds.append(teacher[0].argmax(0).cpu().numpy())
+            student = F.interpolate(self.student(image), size=size, mode="bilinear",
+                                    align_corners=False)
+            preds.append(student[0].argmax(0).cpu().numpy())
+            panel = overlay_panel(image_at(image[0], size, mean, std), mask.numpy(), preds,
+                                  palette)
+            log_panel(self.loggers, f"val/panel/{k}/step{self.global_step}", panel,
+                      self.global_step, "image | GT | teacher | student")
 
     def test_step(self, batch: dict[str, list], batch_idx: int) -> None:
         self._eval_step(batch, self.test_iou)

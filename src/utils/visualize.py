@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -66,20 +67,47 @@ def denormalize(image: Tensor, mean: Sequence[float], std: Sequence[float]) -> n
     return rgb.round().byte().permute(1, 2, 0).cpu().numpy()
 
 
-def overlay_panel(image: np.ndarray, target: np.ndarray | None, pred: np.ndarray,
-                  palette: np.ndarray, alpha: float = 0.55) -> np.ndarray:
-    """Side by side: image, ground-truth overlay (if any) and prediction overlay.
+def overlay_panel(image: np.ndarray, target: np.ndarray | None,
+                  preds: np.ndarray | Sequence[np.ndarray], palette: np.ndarray,
+                  alpha: float = 0.55) -> np.ndarray:
+    """Side by side: image, ground-truth overlay (if any) and one overlay per prediction.
 
     Args:
         image: H×W×3 uint8 at the label resolution.
-        target: H×W labels or None; pred: H×W labels.
+        target: H×W labels or None; preds: one or several H×W label maps.
 
     Returns:
-        H×(2 or 3)W×3 uint8 panel.
+        H×(k·W)×3 uint8 panel.
     """
     def blend(labels: np.ndarray) -> np.ndarray:
         colours = colorize(labels, palette).astype(np.float32)
         return (alpha * colours + (1 - alpha) * image.astype(np.float32)).astype(np.uint8)
 
-    parts = [image] + ([blend(target)] if target is not None else []) + [blend(pred)]
+    preds = [preds] if isinstance(preds, np.ndarray) else list(preds)
+    parts = [image] + ([blend(target)] if target is not None else []) + [blend(p) for p in preds]
     return np.concatenate(parts, axis=1)
+
+
+def image_at(image: Tensor, size: Sequence[int], mean: Sequence[float], std: Sequence[float]
+             ) -> np.ndarray:
+    """A normalised 3×h×w tensor as an H×W×3 uint8 RGB image at the label size (H, W)."""
+    rgb = torch.from_numpy(denormalize(image, mean, std)).permute(2, 0, 1)[None].float()
+    rgb = torch.nn.functional.interpolate(rgb, size=tuple(size), mode="bilinear",
+                                          align_corners=False)
+    return rgb[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+
+
+def log_panel(loggers: Sequence, key: str, panel: np.ndarray, step: int, caption: str) -> None:
+    """Send an H×W×3 panel to every logger: W&B image, TensorBoard image, or a PNG file."""
+    for logger in loggers:
+        kind = type(logger).__name__
+        if kind == "WandbLogger":
+            logger.log_image(key=key, images=[panel], caption=[caption])
+        elif kind == "TensorBoardLogger":
+            logger.experiment.add_image(key, panel, step, dataformats="HWC")
+        elif getattr(logger, "log_dir", None):
+            from PIL import Image
+
+            out = Path(logger.log_dir) / "overlays" / f"{key.replace('/', '_')}.png"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(panel).save(out)

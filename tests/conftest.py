@@ -33,3 +33,21 @@ def tiny_rn():
     from src.models.teacher import MaskCLIPTeacher
 
     return MaskCLIPTeacher("tiny-rn", None, cache_dir=None)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """One data root holding every real layout (fixtures in the real formats) and a folder set."""
+    from src.data.fixtures import (
+        write_cocostuff_fixture,
+        write_context_fixture,
+        write_folder_fixture,
+        write_voc_fixture,
+    )
+
+    root = tmp_path_factory.mktemp("data")
+    write_voc_fixture(root, n=4, size=(40, 56))
+    write_context_fixture(root, n=4, size=(40, 56))
+    write_cocostuff_fixture(root, n=2, size=(40, 56))
+    write_folder_fixture(root / "custom", n=3, size=(48, 64))
+    return root

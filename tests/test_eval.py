@@ -14,26 +14,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from src.data.fixtures import (
-    write_cocostuff_fixture,
-    write_context_fixture,
-    write_folder_fixture,
-    write_voc_fixture,
-)
 from src.utils.config import CONFIG_DIR, PROJECT_ROOT
 
 EXPERIMENTS = sorted(Path(CONFIG_DIR, "experiment").glob("*.yaml"))
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """One data root holding every layout, as a user's data folder would."""
-    root = tmp_path_factory.mktemp("data")
-    write_voc_fixture(root, n=4, size=(40, 56))
-    write_context_fixture(root, n=4, size=(40, 56))
-    write_cocostuff_fixture(root, n=2, size=(40, 56))
-    write_folder_fixture(root / "custom", n=3, size=(48, 64))
-    return root
 
 
 def compose_eval(overrides: list[str]):

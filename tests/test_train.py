@@ -21,17 +21,6 @@ COMMON = ["teacher=tiny", "student=tiny", "logger=csv", "trainer.accelerator=cpu
 FAST = [*COMMON, "data.dataset_kwargs.num_images=8"]  # the offline world
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from src.data.fixtures import write_cocostuff_fixture, write_context_fixture, write_voc_fixture
-
-    root = tmp_path_factory.mktemp("data")
-    write_voc_fixture(root, n=4, size=(40, 56))
-    write_context_fixture(root, n=4, size=(40, 56))
-    write_cocostuff_fixture(root, n=4, size=(40, 56))
-    return root
-
-
 def fast_overrides(experiment: Path, data_dir: Path) -> list[str]:
     if experiment.stem.startswith("world"):
         return FAST
@@ -63,6 +52,7 @@ def test_train_experiment_runs_through_src_train(experiment, tmp_path, data_dir)
     assert "student.class_embeddings" in ckpt["state_dict"]
     panels = list(tmp_path.rglob("overlays/val_panel_*.png"))
     assert panels, "validation panels (image | GT | teacher | student) were not logged"
+    assert list(tmp_path.rglob("per_class_iou.csv")), "per-class IoU table missing"
 
 
 def _module(tmp_path, **kwargs) -> MaskCLIPPlusLitModule:

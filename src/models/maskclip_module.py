@@ -7,14 +7,12 @@ resized, as in mmseg and the peers), the IoU metric, the per-class table and the
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -22,6 +20,7 @@ from torch import Tensor
 from src.metrics.segmentation import SegmentationIoU
 from src.models.teacher import MaskCLIPTeacher
 from src.prompts.vocabulary import ClassVocabulary, load_vocabulary
+from src.metrics.segmentation import report_per_class
 from src.utils.visualize import image_at, log_panel, make_palette, overlay_panel
 
 log = logging.getLogger(__name__)
@@ -115,27 +114,7 @@ class MaskCLIPLitModule(L.LightningModule):
 
     # ------------------------------------------------------------------ reporting
     def _write_per_class_table(self, iou: Tensor) -> None:
-        rows = [(name, float(100 * v)) for name, v in zip(self.vocabulary.names, iou)]
-        lines = [f"{'class':<24}{'IoU':>8}"] + [
-            f"{name:<24}{'nan' if np.isnan(v) else f'{v:.2f}':>8}" for name, v in rows
-        ]
-        if self.trainer.is_global_zero:
-            log.info("per-class IoU (%%):\n%s", "\n".join(lines))
-        log_dir = self.trainer.log_dir or self.trainer.default_root_dir
-        if log_dir and self.trainer.is_global_zero:
-            path = Path(log_dir) / "per_class_iou.csv"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "w", newline="") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(["class", "iou", "split"])
-                for index, (name, value) in enumerate(rows):
-                    split = "" if self.unseen is None else (
-                        "unseen" if index in self.unseen else "seen")
-                    writer.writerow([name, f"{value:.4f}", split])
-        for logger in self.loggers:
-            if type(logger).__name__ == "WandbLogger":
-                logger.log_table("test/per_class_iou", columns=["class", "IoU"],
-                                 data=[[n, v] for n, v in rows])
+        report_per_class(self.trainer, self.loggers, self.vocabulary.names, iou, self.unseen)
 
     def _log_overlay(self, image: Tensor, mask: Tensor, pred: Tensor, name: str) -> None:
         rgb = image_at(image, mask.shape[-2:], self.image_mean, self.image_std)

@@ -298,6 +298,10 @@ class MaskCLIPPlusLitModule(L.LightningModule):
         self._log_summary("val", self.val_iou)
 
     def on_test_epoch_end(self) -> None:
+        from src.metrics.segmentation import report_per_class
+
+        report_per_class(self.trainer, self.loggers, self.vocabulary.names,
+                         self.test_iou.iou().cpu(), self.test_iou.unseen)
         self.test_summary = self._log_summary("test", self.test_iou)
 
     # ------------------------------------------------------------------ optimisation

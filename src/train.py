@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -42,17 +43,27 @@ def _available_devices() -> int:
     return torch.cuda.device_count() or 1
 
 
-def per_device_batch(global_batch: int, devices: int, num_nodes: int = 1) -> tuple[int, int]:
+def per_device_batch(global_batch: int, devices: int, num_nodes: int = 1,
+                     max_device_batch: int | None = None) -> tuple[int, int]:
     """(per-device batch, gradient accumulation) giving the configured global batch.
+
+    With ``max_device_batch`` (what fits in one device's memory), the per-device share is split
+    into equal micro-batches accumulated before each optimizer step.
 
     Raises:
         ValueError: when the global batch cannot be split evenly.
     """
     world = devices * num_nodes
-    if global_batch % world == 0:
-        return global_batch // world, 1
-    raise ValueError(f"global_batch_size={global_batch} does not split over {world} devices; "
-                     "choose a multiple of the device count")
+    if global_batch % world:
+        raise ValueError(f"global_batch_size={global_batch} does not split over {world} "
+                         "devices; choose a multiple of the device count")
+    share = global_batch // world
+    if not max_device_batch or share <= max_device_batch:
+        return share, 1
+    accumulate = math.ceil(share / max_device_batch)
+    while share % accumulate:
+        accumulate += 1
+    return share // accumulate, accumulate
 
 
 def build_module(cfg: DictConfig):
@@ -86,7 +97,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     devices = devices_count(cfg.trainer.get("devices", 1))
     batch, accumulate = per_device_batch(cfg.global_batch_size, devices,
-                                         cfg.trainer.get("num_nodes", 1))
+                                         cfg.trainer.get("num_nodes", 1),
+                                         cfg.get("max_device_batch"))
     with open_dict(cfg):
         cfg.data.batch_size = batch
     datamodule = instantiate(cfg.data, seed=cfg.seed, _convert_="all")

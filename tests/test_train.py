@@ -231,3 +231,14 @@ def test_supervised_setting_uses_ground_truth_only(tmp_path):
     mask = torch.randint(0, 12, (1, 32, 32))
     target, stats = module.make_targets(images, mask, module.student(images))
     assert torch.equal(target, mask) and stats == {}
+
+
+def test_per_device_batch_and_accumulation():
+    from src.train import per_device_batch
+
+    assert per_device_batch(16, 4) == (4, 1)  # the official 4 GPUs × 4
+    assert per_device_batch(16, 8) == (2, 1)
+    assert per_device_batch(16, 1, max_device_batch=4) == (4, 4)  # 1 GPU: 4 × 4 accumulated
+    assert per_device_batch(16, 2, max_device_batch=3) == (2, 4)
+    with pytest.raises(ValueError, match="does not split over 3 devices"):
+        per_device_batch(16, 3)

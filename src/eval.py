@@ -77,12 +77,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 def evaluate_student(cfg: DictConfig, datamodule) -> dict[str, Any]:
     """Evaluate a trained MaskCLIP+ student checkpoint (``ckpt_path=...``) on ``cfg.data``."""
     from src.data.splits import unseen_indices
+    from src.metrics.segmentation import SegmentationIoU
     from src.models.maskclip_plus_module import load_student
 
     module = load_student(cfg.ckpt_path)
     if cfg.get("zero_shot_split"):
-        module = load_student(cfg.ckpt_path, unseen_indices(cfg.zero_shot_split,
-                                                            list(module.vocabulary.names)))
+        # The split is resolved against the checkpoint's own vocabulary; only the metric changes.
+        names = list(module.vocabulary.names)
+        module.test_iou = SegmentationIoU(len(names), unseen_indices(cfg.zero_shot_split, names))
     if module.hparams.get("image_mean"):
         datamodule.set_normalization(module.hparams.image_mean, module.hparams.image_std)
     loggers = instantiate_loggers(cfg.get("logger"))

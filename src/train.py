@@ -66,6 +66,41 @@ def per_device_batch(global_batch: int, devices: int, num_nodes: int = 1,
     return share // accumulate, accumulate
 
 
+def use_sync_batchnorm(trainer_cfg: DictConfig, devices: int) -> bool:
+    """SyncBN as in the official multi-GPU student, unless ``trainer.sync_batchnorm`` says otherwise.
+
+    ``null`` (the default) means: on for more than one GPU, off otherwise. SyncBN needs a
+    process group of GPUs, so it stays off on CPU (``ddp_spawn`` tests) whatever the count.
+    """
+    value = trainer_cfg.get("sync_batchnorm")
+    if value is not None:
+        return bool(value)
+    import torch
+
+    world = devices * int(trainer_cfg.get("num_nodes") or 1)
+    on_gpu = torch.cuda.is_available() and trainer_cfg.get("accelerator") in ("auto", "gpu", "cuda")
+    return world > 1 and on_gpu
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | None:
+    """``last``: this run's ``checkpoints/last.ckpt`` (must exist); ``auto``: it if it exists.
+
+    ``auto`` is for jobs a scheduler may requeue (SLURM timeouts): the first attempt starts fresh
+    and every later one resumes exactly where the previous stopped.
+    """
+    if ckpt_path not in ("last", "auto"):
+        return ckpt_path
+    last = Path(output_dir) / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        return str(last)
+    if ckpt_path == "last":
+        raise FileNotFoundError(
+            f"ckpt_path=last: {last} does not exist. Point paths.output_dir at the run to resume, "
+            "pass the checkpoint file itself (ckpt_path=/path/last.ckpt), or use ckpt_path=auto "
+            "to start fresh when there is nothing to resume.")
+    return None
+
+
 def build_module(cfg: DictConfig):
     """Instantiate teacher, student partial and the LitModule from a composed config."""
     from src.data.splits import unseen_indices
@@ -111,12 +146,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()
                  if node and "_target_" in node]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
-                                     accumulate_grad_batches=accumulate)
+                                     accumulate_grad_batches=accumulate,
+                                     sync_batchnorm=use_sync_batchnorm(cfg.trainer, devices))
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path == "last":
-        ckpt_path = str(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test_after_fit"):

@@ -242,3 +242,48 @@ def test_per_device_batch_and_accumulation():
     assert per_device_batch(16, 2, max_device_batch=3) == (2, 4)
     with pytest.raises(ValueError, match="does not split over 3 devices"):
         per_device_batch(16, 3)
+
+
+def test_slurm_launcher_composes_one_task_per_gpu():
+    """`-m hydra/launcher=slurm`: submitit's SLURM launcher, one task per device, as Lightning expects."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", return_hydra_config=True, overrides=[
+            "hydra/launcher=slurm", "experiment=voc_zs", "trainer=ddp", "trainer.devices=4",
+            "trainer.num_nodes=2", "hydra.launcher.partition=gpu"])
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    # The plugin must be importable (it ships in the dev extra).
+    from hydra.utils import get_class
+
+    get_class(launcher._target_)
+    assert (launcher.tasks_per_node, launcher.gpus_per_node, launcher.nodes) == (4, 4, 2)
+    assert launcher.partition == "gpu"
+
+
+def test_sync_batchnorm_defaults_on_for_several_gpus_only():
+    from omegaconf import OmegaConf
+
+    from src.train import use_sync_batchnorm
+
+    auto = OmegaConf.create({"sync_batchnorm": None, "accelerator": "auto", "num_nodes": 1})
+    gpu = torch.cuda.is_available()
+    assert use_sync_batchnorm(auto, 8) is gpu
+    assert use_sync_batchnorm(auto, 1) is False
+    assert use_sync_batchnorm(OmegaConf.merge(auto, {"accelerator": "cpu"}), 8) is False
+    assert use_sync_batchnorm(OmegaConf.merge(auto, {"sync_batchnorm": False}), 8) is False
+    assert use_sync_batchnorm(OmegaConf.merge(auto, {"sync_batchnorm": True}), 1) is True
+
+
+def test_ckpt_path_last_and_auto(tmp_path):
+    from src.train import resolve_ckpt_path
+
+    assert resolve_ckpt_path(None, tmp_path) is None
+    assert resolve_ckpt_path("/x/step.ckpt", tmp_path) == "/x/step.ckpt"
+    assert resolve_ckpt_path("auto", tmp_path) is None
+    with pytest.raises(FileNotFoundError, match="ckpt_path=auto"):
+        resolve_ckpt_path("last", tmp_path)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.parent.mkdir()
+    last.write_bytes(b"")
+    assert resolve_ckpt_path("last", tmp_path) == resolve_ckpt_path("auto", tmp_path) == str(last)

@@ -253,6 +253,10 @@ class SegDataModule(L.LightningDataModule):
             )
         return ds
 
+    def build_dataset(self, split: str | None = None) -> SegmentationDataset:
+        """The dataset of ``split`` (default: the test split) without transform: raw images."""
+        return self._build(split if split is not None else self.test_split, None)
+
     def setup(self, stage: str | None = None) -> None:
         """Builds the datasets of a stage ('fit', 'validate', 'test', 'predict'; None = test)."""
         stage = stage or "test"

@@ -146,10 +146,14 @@ def create_clip(
             raise FileNotFoundError(f"open_clip model config {config_path} does not exist")
         open_clip.add_model_config(config_path)
     spec = resolve_clip(model_name, pretrained, quick_gelu)
+    weights = spec.pretrained
+    if weights is not None and not Path(weights).is_file():
+        # A tag: use the hub cache if it has the file; offline without it, fail at once.
+        weights = locate_pretrained(spec.arch, weights) or weights
     try:
         model = open_clip.create_model(
             spec.arch,
-            pretrained=spec.pretrained,
+            pretrained=weights,
             force_quick_gelu=spec.quick_gelu and not spec.arch.endswith("-quickgelu"),
             weights_only=True,
             **create_kwargs,
@@ -165,3 +169,65 @@ def create_clip(
         ) from err
     model.eval()
     return model, spec
+
+
+HUB_HOST = "huggingface.co"
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights are neither cached locally nor downloadable right now."""
+
+
+def hub_offline_reason(timeout: float = 3.0) -> str | None:
+    """Why the model hub cannot be used now (None when it can).
+
+    ``HF_HUB_OFFLINE`` is honoured first; otherwise one TCP connection attempt with a short
+    timeout replaces open_clip's minute of download retries. Behind a proxy the probe is skipped
+    and the download left to try.
+    """
+    import os
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    try:
+        socket.create_connection((HUB_HOST, 443), timeout=timeout).close()
+    except OSError as err:
+        return f"{HUB_HOST} is unreachable ({err})"
+    return None
+
+
+def locate_pretrained(arch: str, tag: str, cache_dir: str | None = None) -> str | None:
+    """The local file of an open_clip tag in the Hugging Face cache, if it is there.
+
+    Returns:
+        The cached file path, or None when the hub is usable and the download should proceed.
+
+    Raises:
+        WeightsUnavailableError: not cached and the hub cannot be reached; the message says how
+            to point the teacher at a local file and that ``teacher=world`` needs no download.
+    """
+    from huggingface_hub import try_to_load_from_cache
+    from open_clip.pretrained import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(arch, tag)
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        repo_id, filename = hub.rstrip("/").rsplit("/", 1) if not hub.endswith("/") else (
+            hub.rstrip("/"), "")
+        candidates = ([filename] if filename else []) + [
+            "open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        for name in dict.fromkeys(candidates):
+            found = try_to_load_from_cache(repo_id, name, cache_dir=cache_dir)
+            if isinstance(found, str):
+                return found
+    reason = hub_offline_reason()
+    if reason is None:
+        return None
+    raise WeightsUnavailableError(
+        f"{arch} weights {tag!r} are not in the local cache and cannot be downloaded: {reason}. "
+        f"Point the teacher at a local file: teacher.pretrained=/path/to/weights.pt "
+        f"(OpenAI weights also need teacher.quick_gelu=true), or run with teacher=world, the "
+        f"offline world's CLIP, which needs no download.")

@@ -142,3 +142,70 @@ def segment_scores(score_fn: ScoreFn, images: Tensor, output_stride: int,
     else:
         scores = whole_scores(score_fn, images, output_stride)
     return upsample_scores(scores, images.shape[-2:], output_stride)
+
+
+ProbFn = Callable[[Tensor], Tensor]  # B×Q×h×w scores -> B×C×h×w class probabilities
+
+
+def resample_grid(rows: tuple[int, int], out_width: int, feature_size: tuple[int, int],
+                  input_size: tuple[int, int], output_size: tuple[int, int],
+                  output_stride: int, device: torch.device | None = None) -> Tensor:
+    """``grid_sample`` grid for output rows ``rows[0]:rows[1]``: 1×R×W0×2.
+
+    Output pixel y of the (H0, W0) output sits at input coordinate (y + ½)·H/H0 − ½, and input
+    pixel u at feature coordinate (u + ½)/s − ½ (align_corners=False at both steps). Composed,
+    one bilinear lookup on the feature map places every output pixel exactly, for any tile.
+    """
+    (h_feat, w_feat), (height, width), (out_h, out_w) = feature_size, input_size, output_size
+    ys = torch.arange(rows[0], rows[1], device=device, dtype=torch.float64)
+    xs = torch.arange(out_w, device=device, dtype=torch.float64)
+    fy = (ys + 0.5) * height / (out_h * output_stride) - 0.5
+    fx = (xs + 0.5) * width / (out_w * output_stride) - 0.5
+    # grid_sample's align_corners=False normalisation: pixel i ↦ (2i + 1)/size − 1.
+    gy = (2 * fy + 1) / h_feat - 1
+    gx = (2 * fx + 1) / w_feat - 1
+    grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij"), dim=-1)
+    return grid[None].float()
+
+
+def label_tiles(scores: Tensor, input_size: tuple[int, int], output_size: tuple[int, int],
+                output_stride: int, to_probs: ProbFn, max_elements: int = 1 << 25,
+                keep_probs: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Labels and confidence at output resolution, computed in row tiles of bounded size.
+
+    Full-resolution scores would need Q×H0×W0 floats (46 GB for 171 classes on an 8k×8k image);
+    here the feature-stride scores are resampled, turned into probabilities and arg-maxed one
+    tile at a time, so memory is bounded by ``max_elements`` (Q × tile pixels) whatever the size.
+    The result does not depend on the tile size.
+
+    Args:
+        scores: Q×h×w scores at stride ``output_stride`` over the bottom/right-padded input.
+        input_size: (H, W) of the unpadded network input.
+        output_size: (H0, W0) of the labels (the original image).
+        to_probs: B×Q×… scores → B×C×… probabilities.
+        keep_probs: also return the C×H0×W0 probabilities (only for images that fit).
+
+    Returns:
+        (labels H0×W0 long, confidence H0×W0 float32 = top class probability, probs or None).
+    """
+    out_h, out_w = output_size
+    rows_per_tile = max(1, max_elements // max(1, scores.shape[0] * out_w))
+    labels = torch.empty(out_h, out_w, dtype=torch.long)
+    confidence = torch.empty(out_h, out_w, dtype=torch.float32)
+    probs_out: Tensor | None = None
+    source = scores[None].float()
+    for top in range(0, out_h, rows_per_tile):
+        bottom = min(out_h, top + rows_per_tile)
+        grid = resample_grid((top, bottom), out_w, tuple(scores.shape[-2:]), input_size,
+                             output_size, output_stride, scores.device)
+        tile = F.grid_sample(source, grid, mode="bilinear", padding_mode="border",
+                             align_corners=False)
+        probs = to_probs(tile)[0]
+        conf, idx = probs.max(0)
+        labels[top:bottom] = idx.cpu()
+        confidence[top:bottom] = conf.float().cpu()
+        if keep_probs:
+            if probs_out is None:
+                probs_out = torch.empty(probs.shape[0], out_h, out_w, dtype=torch.float32)
+            probs_out[:, top:bottom] = probs.float().cpu()
+    return labels, confidence, probs_out

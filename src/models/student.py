@@ -154,6 +154,12 @@ class SegStudent(nn.Module):
             return self.class_embeddings
         return torch.cat([F.normalize(self.bg_embedding, dim=-1), self.class_embeddings])
 
+    @property
+    def output_stride(self) -> int:
+        """Stride of the logits: the backbone's (8) for DeepLabv2, the c1 skip's (4) for v3+."""
+        reductions = self.backbone.feature_info.reduction()
+        return reductions[0] if isinstance(self.head, DeepLabV3PlusHead) else reductions[-1]
+
     def features(self, images: Tensor) -> Tensor:
         """B×3×H×W → B×D×h×w unnormalised features (h = H/8 for DeepLabv2)."""
         return self.head(self.backbone(images))

@@ -28,7 +28,7 @@ from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from torch import Tensor, nn
 
 from src.models.clip_loading import ClipSpec, create_clip
-from src.models.inference import InferenceConfig, segment_scores
+from src.models.inference import InferenceConfig, slide_scores, upsample_scores, whole_scores
 from src.models.refine import RefineConfig, refine_scores
 from src.prompts.templates import get_templates
 from src.prompts.text_classifier import (
@@ -396,13 +396,34 @@ class MaskCLIPTeacher(nn.Module):
             B×C×H×W (or B×C×H0×W0) class probabilities; argmax is the MaskCLIP prediction.
         """
         self._require_vocabulary()
-        is_prob = self.refine.key_smoothing
-        scores = segment_scores(lambda crops: self.query_scores(crops)[0], images,
-                                self.output_stride, self.inference)
+        scores = upsample_scores(self.feature_scores(images), images.shape[-2:], self.output_stride)
         if output_size is not None and tuple(output_size) != tuple(scores.shape[-2:]):
             scores = F.interpolate(scores, size=tuple(output_size), mode="bilinear",
                                    align_corners=False)
-        probs = scores if is_prob else torch.softmax(self.resolved_temperature() * scores, 1)
+        return self.scores_to_probs(scores)
+
+    def feature_scores(self, images: Tensor) -> Tensor:
+        """Query scores at feature resolution over the padded input, whole or sliding-window.
+
+        Args:
+            images: B×3×H×W normalised images.
+
+        Returns:
+            B×Q×⌈H/s⌉×⌈W/s⌉ scores (probabilities when key smoothing is on), s = output stride.
+        """
+        self._require_vocabulary()
+        score_fn = lambda crops: self.query_scores(crops)[0]  # noqa: E731
+        if self.inference.mode == "slide":
+            return slide_scores(score_fn, images, self.output_stride, self.inference)
+        return whole_scores(score_fn, images, self.output_stride)
+
+    def scores_to_probs(self, scores: Tensor) -> Tensor:
+        """B×Q×… query scores → B×C×… class probabilities: softmax(T·s), then synonym max-merge.
+
+        Key smoothing already yields probabilities, so they are only merged.
+        """
+        probs = (scores if self.refine.key_smoothing
+                 else torch.softmax(self.resolved_temperature() * scores, 1))
         return merge_synonyms(probs, self.query_to_class, self.vocabulary.num_classes)
 
 

@@ -111,3 +111,64 @@ def log_panel(loggers: Sequence, key: str, panel: np.ndarray, step: int, caption
             out = Path(logger.log_dir) / "overlays" / f"{key.replace('/', '_')}.png"
             out.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(panel).save(out)
+
+
+def palette_image(labels: np.ndarray | Tensor, palette: np.ndarray):
+    """H×W class indices (< 256) → a PIL ``P`` image whose palette colours the classes.
+
+    The pixel values stay the class indices (readable as labels); 255 keeps the ignore colour.
+    """
+    from PIL import Image
+
+    labels = labels.cpu().numpy() if isinstance(labels, Tensor) else np.asarray(labels)
+    if labels.size and labels.max() > 255:
+        raise ValueError("a palette PNG holds at most 256 labels; use fewer classes")
+    image = Image.fromarray(labels.astype(np.uint8), mode="P")
+    flat = np.zeros((256, 3), dtype=np.uint8)
+    count = min(len(palette) - 1, 255)
+    flat[:count] = palette[:count]
+    flat[255] = palette[-1]
+    image.putpalette(flat.reshape(-1).tolist())
+    return image
+
+
+def legend_overlay(image: np.ndarray, labels: np.ndarray, palette: np.ndarray,
+                   names: Sequence[str], alpha: float = 0.5, max_entries: int = 12) -> np.ndarray:
+    """Colour overlay of ``labels`` on ``image`` with a legend naming the classes present.
+
+    The legend is drawn inside the image (top-left, largest classes first), so the overlay keeps
+    the input's size.
+
+    Args:
+        image: H×W×3 uint8 RGB; labels: H×W class indices (255 = ignore).
+
+    Returns:
+        H×W×3 uint8.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    colours = colorize(labels, palette).astype(np.float32)
+    blended = (alpha * colours + (1 - alpha) * image.astype(np.float32)).astype(np.uint8)
+    canvas = Image.fromarray(blended)
+    draw = ImageDraw.Draw(canvas)
+    height, width = labels.shape
+    values, counts = np.unique(labels[labels != 255], return_counts=True)
+    present = [int(v) for v in values[np.argsort(-counts)]][:max_entries]
+    size = max(8, min(height, width) // 24)
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one fixed-size default font
+        font = ImageFont.load_default()
+    y = 2
+    for index in present:
+        if y + size > height:
+            break
+        text = names[index] if index < len(names) else str(index)
+        draw.rectangle([2, y, 2 + size, y + size], fill=tuple(int(c) for c in palette[index]),
+                       outline=(255, 255, 255))
+        box = draw.textbbox((size + 6, y), text, font=font)
+        draw.rectangle([box[0] - 2, box[1] - 1, min(width - 1, box[2] + 2), box[3] + 1],
+                       fill=(0, 0, 0))
+        draw.text((size + 6, y), text, fill=(255, 255, 255), font=font)
+        y += size + 4
+    return np.asarray(canvas)

@@ -1,0 +1,97 @@
+"""Export a pseudo-label dataset: free dense labels for a whole folder or a configured dataset.
+
+    python -m src.label images=photos/ classes=my_classes.txt out=data/custom_labels
+    python -m src.label data=voc20 out=data/voc20_pseudo refine=kspd threshold=0.5
+    python -m src.label images=photos/ classes=a,b,c out=... trainer.devices=4   # one slice per GPU
+
+The output is the folder layout the datamodule reads (``data=folder``): ``images/``,
+``masks/`` (class indices, 255 = ignore where the model is unsure), ``classes.txt`` and
+``manifest.json`` (model, weights, prompts, refinements, code version). Every file is written
+atomically and a re-run resumes, skipping finished images. Train a student on the result:
+
+    python -m src.train experiment=world_annofree data=folder data.root=data/custom_labels \\
+        setting=supervised
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
+
+from src.predict import build_labeller, class_list_argv
+from src.utils.config import CONFIG_DIR, to_plain
+
+log = logging.getLogger(__name__)
+
+
+def source_images(cfg: DictConfig, mean, std):
+    """``images=`` (file, folder, glob) or the images of ``data=<dataset>``'s test split."""
+    from src.data.images import ImageListDataset, list_images
+
+    scale = to_plain(cfg.get("scale"))
+    if cfg.get("images"):
+        return ImageListDataset(list_images(cfg.images), scale, mean, std)
+    if cfg.get("data") is None:
+        raise ValueError("give images=<file|folder|glob> or data=<dataset> to label")
+    datamodule = instantiate(cfg.data, _convert_="all")
+    split = cfg.get("split") or cfg.data.get("test_split")
+    return ImageListDataset.from_dataset(datamodule.build_dataset(split), scale, mean, std)
+
+
+def label(cfg: DictConfig, callbacks: list | None = None) -> dict[str, Any]:
+    """Write the pseudo-label dataset described by ``cfg``; returns the report."""
+    from torch.utils.data import DataLoader
+
+    from src.data.images import list_collate
+    from src.models.label_module import DenseLabelModule
+    from src.utils.label_writers import DatasetWriter, check_writable, code_version, pending
+
+    out = check_writable(cfg.out)
+    if cfg.get("data") is not None and not cfg.get("images") and not cfg.get("classes"):
+        with open_dict(cfg):
+            cfg.classes = cfg.data.vocabulary
+    labeller, settings, (mean, std) = build_labeller(cfg)
+    images = source_images(cfg, mean, std)
+    settings = {**settings, "threshold": cfg.get("threshold"), "code_version": code_version(),
+                "source": str(cfg.get("images") or f"data={cfg.data.dataset}")}
+    todo = pending(images.names, out, "label")
+    log.info("%d images, %d already labelled in %s", len(images), len(images) - len(todo), out)
+    writer = DatasetWriter(out, labeller.vocabulary, settings, threshold=cfg.get("threshold"))
+    if todo:
+        loader = DataLoader(images.subset(todo), batch_size=cfg.batch_size,
+                            num_workers=cfg.num_workers, collate_fn=list_collate)
+        trainer: L.Trainer = instantiate(cfg.trainer, logger=False,
+                                         callbacks=[writer, *(callbacks or [])])
+        start = time.perf_counter()
+        trainer.predict(DenseLabelModule(labeller), loader, return_predictions=False)
+        seconds = time.perf_counter() - start
+        if trainer.is_global_zero:
+            log.info("labelled %d images in %.1f s (%.2f img/s)", len(todo), seconds,
+                     len(todo) / max(seconds, 1e-9))
+    else:
+        writer.write_static_files()
+    report = writer.write_report()
+    for skipped in report["skipped"]:
+        log.warning("skipped %s: %s", skipped["image"], skipped["error"])
+    return report
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="label")
+def _hydra_main(cfg: DictConfig) -> None:
+    label(cfg)
+
+
+def main() -> None:
+    sys.argv = class_list_argv(sys.argv)
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -25,9 +25,23 @@ log = logging.getLogger(__name__)
 
 
 def build_teacher(cfg: DictConfig):
-    """Instantiate the teacher with the composed refinements and inference settings."""
-    return instantiate(cfg.teacher, refine=to_plain(cfg.refine), inference=to_plain(cfg.inference),
-                       _convert_="all")
+    """Instantiate the teacher with the composed refinements and inference settings.
+
+    Raises:
+        WeightsUnavailableError: unwrapped from Hydra's InstantiationException, so the user sees
+            the one message that says how to point the teacher at weights.
+    """
+    from hydra.errors import InstantiationException
+
+    from src.models.clip_loading import WeightsUnavailableError
+
+    try:
+        return instantiate(cfg.teacher, refine=to_plain(cfg.refine),
+                           inference=to_plain(cfg.inference), _convert_="all")
+    except InstantiationException as err:
+        if isinstance(err.__cause__, WeightsUnavailableError):
+            raise err.__cause__ from None
+        raise
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

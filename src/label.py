@@ -25,7 +25,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from src.predict import build_labeller, class_list_argv
+from src.predict import build_labeller, class_list_argv, exit_on_missing_weights
 from src.utils.config import CONFIG_DIR, to_plain
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def label(cfg: DictConfig, callbacks: list | None = None) -> dict[str, Any]:
     if todo:
         loader = DataLoader(images.subset(todo), batch_size=cfg.batch_size,
                             num_workers=cfg.num_workers, collate_fn=list_collate)
-        trainer: L.Trainer = instantiate(cfg.trainer, logger=False,
+        trainer: L.Trainer = instantiate(cfg.trainer, logger=False, default_root_dir=str(out),
                                          callbacks=[writer, *(callbacks or [])])
         start = time.perf_counter()
         trainer.predict(DenseLabelModule(labeller), loader, return_predictions=False)
@@ -85,11 +85,11 @@ def label(cfg: DictConfig, callbacks: list | None = None) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="label")
 def _hydra_main(cfg: DictConfig) -> None:
-    label(cfg)
+    exit_on_missing_weights(label, cfg)
 
 
 def main() -> None:
-    sys.argv = class_list_argv(sys.argv)
+    sys.argv = class_list_argv(sys.argv)  # before Hydra parses `classes=a,b,c`
     _hydra_main()
 
 

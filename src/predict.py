@@ -88,6 +88,8 @@ def build_labeller(cfg: DictConfig):
     from src.models.inference import InferenceConfig
     from src.models.labeller import BackgroundConfig, DenseLabeller, with_background
 
+    # Random-init models (tests, smoke runs) must be the same model on every call.
+    torch.manual_seed(int(cfg.get("seed") or 0))
     background = BackgroundConfig(**to_plain(cfg.get("background") or {}))
     inference = InferenceConfig(**to_plain(cfg.inference))
     if cfg.get("ckpt_path"):
@@ -193,7 +195,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     if todo:
         loader = DataLoader(images.subset(todo), batch_size=cfg.batch_size,
                             num_workers=cfg.num_workers, collate_fn=list_collate)
-        trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[writer])
+        trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[writer],
+                                         default_root_dir=str(out))
         trainer.predict(DenseLabelModule(labeller), loader, return_predictions=False)
     summary = writer.write_report()
     log.info("%d images labelled, %d skipped → %s", summary["num_images"],
@@ -235,7 +238,7 @@ def segment(image: Any, classes: Any, teacher: str = "vit_b16", *,
     args = class_list_argv([f"classes={classes_arg}"])
     key = (teacher, tuple(args), tuple(overrides))
     if key not in _SEGMENT_CACHE:
-        cfg = compose_config("predict", [f"teacher={teacher}", *args, "images=<api>", "out=.",
+        cfg = compose_config("predict", [f"teacher={teacher}", *args, "images=segment-api", "out=.",
                                          *overrides])
         _SEGMENT_CACHE.clear()  # one model at a time: models are large
         _SEGMENT_CACHE[key] = (cfg, *build_labeller(cfg))
@@ -261,13 +264,23 @@ def segment(image: Any, classes: Any, teacher: str = "vit_b16", *,
     return labels.numpy(), probs.numpy()
 
 
+def exit_on_missing_weights(job, cfg: DictConfig) -> None:
+    """Run ``job(cfg)``; missing weights end the process with one message, not a traceback."""
+    from src.models.clip_loading import WeightsUnavailableError
+
+    try:
+        job(cfg)
+    except WeightsUnavailableError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
 def _hydra_main(cfg: DictConfig) -> None:
-    predict(cfg)
+    exit_on_missing_weights(predict, cfg)
 
 
 def main() -> None:
-    sys.argv = class_list_argv(sys.argv)
+    sys.argv = class_list_argv(sys.argv)  # before Hydra parses `classes=a,b,c`
     _hydra_main()
 
 

@@ -164,8 +164,8 @@ def resample_grid(rows: tuple[int, int], out_width: int, feature_size: tuple[int
     # grid_sample's align_corners=False normalisation: pixel i ↦ (2i + 1)/size − 1.
     gy = (2 * fy + 1) / h_feat - 1
     gx = (2 * fx + 1) / w_feat - 1
-    grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij"), dim=-1)
-    return grid[None].float()
+    grid_y, grid_x = torch.meshgrid(gy, gx, indexing="ij")
+    return torch.stack([grid_x, grid_y], dim=-1)[None].float()  # grid_sample wants (x, y)
 
 
 def label_tiles(scores: Tensor, input_size: tuple[int, int], output_size: tuple[int, int],

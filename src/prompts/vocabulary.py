@@ -45,6 +45,11 @@ class ClassVocabulary:
         for name, qs in zip(self.names, self.queries):
             if not qs or any(not q for q in qs):
                 raise ValueError(f"class {name!r} in {self.source} has an empty prompt name")
+        duplicates = sorted({n for n in self.names if self.names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"vocabulary {self.source} lists {duplicates} more than once; "
+                             "each class must appear once (put synonyms on one line: "
+                             "'sofa: sofa, couch')")
 
     @property
     def num_classes(self) -> int:

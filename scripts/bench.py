@@ -22,6 +22,10 @@ Cases (``--cases``, comma-separated; ``--list`` shows them):
 
 New cases are functions ``case(ctx) -> dict`` registered in ``CASES`` with ``@register``.
 
+* ``label_throughput``: the labeller under ``src.predict`` / ``src.label`` on 448² images
+  (labels and confidence at full resolution), a batch of 4 vs one image at a time; reports
+  images per second.
+
 Outputs: ``bench.json`` (``--out``) and a markdown table (``--markdown``), also printed.
 ``--quick`` runs the same cases at tiny sizes on the ``tiny-vit`` test model (a smoke test).
 
@@ -300,6 +304,37 @@ def case_slide_batched_vs_loop(ctx: BenchContext, clock: CaseClock) -> dict[str,
         "ratio_definition": "loop / batched (> 1: batching is faster)",
         "max_abs_diff_batched_vs_loop": max_diff,
         "measurements": rows,
+    }
+
+
+@register("label_throughput")
+def case_label_throughput(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]:
+    """DenseLabeller (src.predict / src.label) on 448² images, 20 classes: a batch of 4 in one
+    forward vs the same 4 one at a time; labels at full resolution; images per second."""
+    from src.models.labeller import DenseLabeller
+
+    teacher = ctx.teacher()
+    teacher.set_vocabulary(VOC20, "single")
+    labeller = DenseLabeller(teacher, teacher.vocabulary, teacher.output_stride).place(ctx.device)
+    size, batch = (64, 4) if ctx.quick else (448, 4)
+    torch.manual_seed(3)
+    images = torch.randn(batch, 3, size, size, device=ctx.device)
+    sizes = [(size, size)] * batch
+    variants = {
+        "one at a time": lambda: [labeller.label_batch(images[i:i + 1], sizes[:1])
+                                  for i in range(batch)],
+        f"batch of {batch}": lambda: labeller.label_batch(images, sizes),
+    }
+    session = interleave(variants, ctx, clock)
+    row = compare(session, "one at a time", f"batch of {batch}",
+                  f"{batch} images {size}x{size}, {len(VOC20)} classes, whole image")
+    per_second = {name: batch / summarize(times)["median_s"]
+                  for name, times in session.times.items()}
+    return {
+        "description": "labels (argmax + confidence at full resolution) per second",
+        "ratio_definition": "one at a time / batched (> 1: batching is faster)",
+        "images_per_second": per_second,
+        "measurements": [row],
     }
 
 

@@ -28,6 +28,7 @@ from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from torch import Tensor, nn
 
 from src.models.clip_loading import ClipSpec, create_clip
+from src.models.heads import HEAD_FUNCTIONS, Head, check_head, maskclip_tokens
 from src.models.inference import InferenceConfig, slide_scores, upsample_scores, whole_scores
 from src.models.refine import RefineConfig, refine_scores
 from src.prompts.templates import get_templates
@@ -48,8 +49,6 @@ Arch = Literal["vit", "resnet"]
 # Dense heads: how the last ViT block turns tokens into per-patch embeddings.
 #   maskclip: the value path (MaskCLIP §3.2, official code).
 #   naive:    the unchanged last block per token (the baseline MaskCLIP improves on, §3.1).
-Head = Literal["maskclip", "naive"]
-HEADS: tuple[str, ...] = ("maskclip", "naive")
 
 
 def _check_tower(visual: nn.Module) -> Arch:
@@ -148,8 +147,7 @@ class MaskCLIPTeacher(nn.Module):
         self.model_name = model_name
         self.keep_residual = keep_residual
         self.keep_ffn = keep_ffn
-        if head not in HEADS:
-            raise ValueError(f"unknown teacher head {head!r}; choose one of {list(HEADS)}")
+        check_head(head)
         if head != "maskclip" and self.arch != "vit":
             raise ValueError(f"head={head!r} needs a ViT image tower; ResNets support 'maskclip'")
         self.head = head
@@ -245,40 +243,25 @@ class MaskCLIPTeacher(nn.Module):
                      attn.in_proj_bias[width:2 * width])
         return attn.out_proj(k)
 
-    def _vit_value_path(self, x: Tensor) -> Tensor:
-        """The last block without query/key attention (MaskCLIP §3.2).
-
-        Only the value slice of the input projection is computed: q and k are not needed, so the
-        dense pass costs less than CLIP's own forward.
+    def _vit_head_tokens(self, x: Tensor, grid: tuple[int, int]) -> Tensor:
+        """The configured head's last block (src.models.heads), then ln_post: B×N×W.
 
         Args:
             x: B×N×W tokens entering the last block (N = 1 + h·w).
-
-        Returns:
-            B×N×W value-path tokens after ln_post.
+            grid: (h, w) patch grid.
         """
         block = self._last_block()
-        attn, width = block.attn, x.shape[-1]
-        v = F.linear(block.ln_1(x), attn.in_proj_weight[2 * width:], attn.in_proj_bias[2 * width:])
-        v = block.ls_1(attn.out_proj(v))
-        if self.keep_residual:
-            v = v + x
-        if self.keep_ffn:
-            v = v + block.ls_2(block.mlp(block.ln_2(v)))
-        return self.clip.visual.ln_post(v)
-
-    def _vit_naive_path(self, x: Tensor) -> Tensor:
-        """The unchanged last block applied to every token, then ln_post (the naive baseline).
-
-        Returns:
-            B×N×W tokens after ln_post.
-        """
-        block = self._last_block()
-        if getattr(self.clip.visual.transformer, "batch_first", True):
-            out = block(x)
-        else:
+        head = HEAD_FUNCTIONS[self.head]
+        if self.head == "naive" and not getattr(self.clip.visual.transformer, "batch_first", True):
             out = block(x.transpose(0, 1)).transpose(0, 1)
+        else:
+            out = head(block, x, grid, keep_residual=self.keep_residual, keep_ffn=self.keep_ffn)
         return self.clip.visual.ln_post(out)
+
+    def _vit_value_path(self, x: Tensor) -> Tensor:
+        """The MaskCLIP value path (kept for the locality test and readers): B×N×W."""
+        return self.clip.visual.ln_post(maskclip_tokens(
+            self._last_block(), x, keep_residual=self.keep_residual, keep_ffn=self.keep_ffn))
 
     def _resnet_dense(self, images: Tensor, with_keys: bool) -> tuple[Tensor, Tensor | None]:
         """layer4 → v_proj → c_proj as 1×1 maps; keys from k_proj (MaskCLIP §3.2).
@@ -315,8 +298,7 @@ class MaskCLIPTeacher(nn.Module):
             feats, keys = self._resnet_dense(images, with_keys)
         else:
             tokens, (h, w) = self._vit_tokens_before_last_block(images)
-            path = self._vit_value_path if self.head == "maskclip" else self._vit_naive_path
-            feats = path(tokens)[:, 1:] @ self.clip.visual.proj  # CLS token dropped
+            feats = self._vit_head_tokens(tokens, (h, w))[:, 1:] @ self.clip.visual.proj  # no CLS
             feats = feats.transpose(1, 2).reshape(images.shape[0], -1, h, w)
             keys = self._vit_last_block_keys(tokens)[:, 1:] if with_keys else None
         return F.normalize(feats.float(), dim=1), None if keys is None else keys.float()

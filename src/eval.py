@@ -37,7 +37,8 @@ def build_teacher(cfg: DictConfig):
 
     try:
         return instantiate(cfg.teacher, refine=to_plain(cfg.refine),
-                           inference=to_plain(cfg.inference), _convert_="all")
+                           inference=to_plain(cfg.inference),
+                           postproc=to_plain(cfg.get("postproc") or {}), _convert_="all")
     except InstantiationException as err:
         if isinstance(err.__cause__, WeightsUnavailableError):
             raise err.__cause__ from None
@@ -72,8 +73,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    trainer.test(module, datamodule=datamodule)
-    results = module.results
+    results = run_tests(cfg, trainer, module, datamodule, lambda m: dict(m.results))
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
@@ -103,13 +103,57 @@ def evaluate_student(cfg: DictConfig, datamodule) -> dict[str, Any]:
         datamodule.set_normalization(module.hparams.image_mean, module.hparams.image_std)
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False)
-    trainer.test(module, datamodule=datamodule)
-    results = {"summary": module.test_summary, "checkpoint": str(cfg.ckpt_path)}
+    results = run_tests(cfg, trainer, module, datamodule,
+                        lambda m: {"summary": dict(m.test_summary),
+                                   "checkpoint": str(cfg.ckpt_path)})
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     log.info("results: %s", json.dumps(results["summary"]))
     return results
+
+
+def run_tests(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodule,
+              results_of) -> dict[str, Any]:
+    """The clean test, then (with ``corruptions=``) every corruption × severity (MaskCLIP §4.4).
+
+    Each corrupted image is seeded by (seed, image index), so runs repeat exactly. Prints and
+    saves (``corruptions.md``) a table of mIoU per corruption and severity beside the clean one.
+    """
+    trainer.test(module, datamodule=datamodule)
+    results = results_of(module)
+    spec = cfg.get("corruptions")
+    if not spec:
+        return results
+    table: dict[str, dict[int, float]] = {}
+    for name in spec.names:
+        for severity in spec.severities:
+            datamodule.set_corruption(name, severity, spec.seed)
+            trainer.test(module, datamodule=datamodule)
+            table.setdefault(name, {})[int(severity)] = results_of(module)["summary"]["mIoU"]
+            log.info("%s severity %d: mIoU %.2f", name, severity, table[name][int(severity)])
+    datamodule.set_corruption(None)
+    clean = results["summary"]["mIoU"]
+    results["corruptions"] = {"clean_mIoU": clean, "mIoU": table, "seed": spec.seed}
+    markdown = corruption_table(clean, table)
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "corruptions.md").write_text(markdown)
+    print(markdown)
+    return results
+
+
+def corruption_table(clean: float, table: dict[str, dict[int, float]]) -> str:
+    """Markdown: one row per corruption, one column per severity, the mean, and clean mIoU."""
+    severities = sorted({s for row in table.values() for s in row})
+    lines = ["| corruption | " + " | ".join(f"severity {s}" for s in severities)
+             + " | mean | clean |",
+             "|---|" + "---:|" * (len(severities) + 2)]
+    for name, row in table.items():
+        values = [row[s] for s in severities]
+        lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in values)
+                     + f" | {sum(values) / len(values):.1f} | {clean:.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")

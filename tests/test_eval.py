@@ -46,15 +46,25 @@ def test_every_experiment_names_a_known_entry_point():
 def test_experiment_runs_through_its_entry_point(experiment, data_dir, tmp_path):
     from src.eval import evaluate
 
+    corrupt = experiment.stem.endswith("_corrupt")
+    # The robustness runs: two corruptions at two severities on a few images.
+    extra = (["corruptions.names=[gaussian_noise,spatter]", "corruptions.severities=[1,5]"]
+             + (["+data.dataset_kwargs.num_images=4"] if experiment.stem.startswith("world")
+                else [])) if corrupt else []
     cfg = compose_eval([
         f"experiment={experiment.stem}", "teacher=tiny", f"paths.data_dir={data_dir}",
         f"paths.output_dir={tmp_path}", "logger=csv", "data.num_workers=0",
-        "trainer.enable_progress_bar=false", "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false", "trainer.accelerator=cpu", *extra,
     ])
     results = evaluate(cfg)
     assert 0.0 <= results["summary"]["mIoU"] <= 100.0
     assert (tmp_path / "results.json").is_file()
     assert len(results["per_class"]) == cfg.data.num_classes
+    if corrupt:
+        table = results["corruptions"]["mIoU"]
+        assert set(table) == {"gaussian_noise", "spatter"}
+        assert all(set(row) == {1, 5} for row in table.values())
+        assert (tmp_path / "corruptions.md").read_text().count("\n") == 4
 
 
 def test_eval_equals_direct_computation_with_zero_shot_split(data_dir, tmp_path):

@@ -158,6 +158,7 @@ class SegDataModule(L.LightningDataModule):
         self.num_classes = num_classes
         self.dataset_kwargs = dataset_kwargs
         self.train_split = train_split
+        self.corruption: tuple[str, int, int] | None = None  # see set_corruption
         self.test_split = test_split
         self.test_scale = test_scale
         self.train_scale = train_scale if train_scale is not None else test_scale
@@ -253,6 +254,13 @@ class SegDataModule(L.LightningDataModule):
             )
         return ds
 
+    def set_corruption(self, name: str | None, severity: int = 1, seed: int = 0) -> None:
+        """Corrupt every evaluation image (val/test/predict), seeded per image; None: clean."""
+        self.corruption = None if name is None else (name, int(severity), int(seed))
+        for ds in (self.val_set, self.test_set, self.predict_set):
+            if ds is not None:
+                ds.corruption = self.corruption
+
     def build_dataset(self, split: str | None = None) -> SegmentationDataset:
         """The dataset of ``split`` (default: the test split) without transform: raw images."""
         return self._build(split if split is not None else self.test_split, None)
@@ -268,6 +276,9 @@ class SegDataModule(L.LightningDataModule):
             self.test_set = self._build(self.test_split, self._eval_transform())
         if stage == "predict" and self.predict_set is None:
             self.predict_set = self._build(self.test_split, self._eval_transform())
+        for ds in (self.val_set, self.test_set, self.predict_set):
+            if ds is not None:
+                ds.corruption = getattr(self, "corruption", None)
 
     def _loader(
         self, ds: SegmentationDataset | None, stage: str, train: bool = False

@@ -166,8 +166,16 @@ class SegmentationDataset(Dataset):
             )
         return mask.astype(np.uint8, copy=False)
 
+    # (name, severity, seed) of an image corruption for the robustness test, or None.
+    corruption: tuple[str, int, int] | None = None
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         image = self.load_image(index)
+        if self.corruption is not None:
+            from src.data.corruptions import corrupt
+
+            name, severity, seed = self.corruption
+            image = corrupt(image, name, severity, seed, index)
         mask = self.load_mask(index)
         orig_size = (int(image.shape[0]), int(image.shape[1]))
         if mask is not None and mask.shape != image.shape[:2]:

@@ -13,6 +13,7 @@ Background (peers.md §2), for images where most pixels belong to no listed clas
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,7 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from src.models.inference import InferenceConfig, label_tiles, pad_to_multiple, slide_scores
+from src.models.inference import (InferenceConfig, label_tiles, pad_to_multiple, slide_scores,
+                                  upsample_scores)
+from src.models.postproc import memory_budget, pamr
 from src.prompts.vocabulary import ClassVocabulary
 
 # SCLIP / NACLIP ``cls_voc21.txt`` line 1: stuff words that stand for "background".
@@ -137,6 +140,26 @@ class DenseLabeller(nn.Module):
             return slide_scores(self._score_crops, images, self.output_stride, self.inference)
         return self._score_crops(pad_to_multiple(images, self.output_stride))
 
+    def _refined(self, images: Tensor, scores: Tensor) -> tuple[Tensor, int]:
+        """PAMR (if the teacher is configured with it) at input resolution, as in NACLIP.
+
+        Returns the scores and their stride: 1 after PAMR, the feature stride otherwise. PAMR
+        needs the B×Q×H×W input-resolution scores; if those alone exceed the memory budget it
+        is skipped with a warning (the feature-stride path below never needs them).
+        """
+        postproc = getattr(self.model, "postproc", None)
+        if postproc is None or postproc.kind != "pamr":
+            return scores, self.output_stride
+        size = tuple(images.shape[-2:])
+        need = 4 * scores.shape[0] * scores.shape[1] * size[0] * size[1]
+        if need > memory_budget(scores.device, postproc.max_memory_mb):
+            warnings.warn(f"PAMR skipped for a {size[1]}x{size[0]} input: its "
+                          f"{scores.shape[1]}-class scores alone need {need / 2**20:.0f} MB",
+                          stacklevel=3)
+            return scores, self.output_stride
+        full = upsample_scores(scores, size, self.output_stride)
+        return pamr(images, full, postproc), 1
+
     @torch.no_grad()
     def label(self, image: Tensor, output_size: Sequence[int] | None = None,
               keep_probs: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -157,12 +180,12 @@ class DenseLabeller(nn.Module):
                     keep_probs: bool = False) -> list[tuple[Tensor, Tensor, Tensor | None]]:
         """Label B same-size images in one forward pass (B×3×H×W → B results)."""
         input_size = tuple(images.shape[-2:])
-        scores = self.feature_scores(images)
+        scores, stride = self._refined(images, self.feature_scores(images))
         results = []
         for image_scores, size in zip(scores, output_sizes):
             size = tuple(size) if size is not None else input_size
             labels, confidence, probs = label_tiles(
-                image_scores, input_size, size, self.output_stride, self.scores_to_probs,
+                image_scores, input_size, size, stride, self.scores_to_probs,
                 self.max_elements, keep_probs)
             if self.background_threshold is not None:
                 labels[confidence < self.background_threshold] = 0

@@ -327,6 +327,7 @@ class MaskCLIPPlusLitModule(L.LightningModule):
                 "quick_gelu": self.teacher.spec.quick_gelu,
                 "head": self.teacher.head,
                 "refine": vars(self.teacher.refine),
+                "postproc": vars(self.teacher.postproc),
             },
         }
 

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from src.models.clip_loading import ClipSpec, create_clip
 from src.models.heads import HEAD_FUNCTIONS, Head, check_head, maskclip_tokens
+from src.models.postproc import PostprocConfig, pamr
 from src.models.inference import InferenceConfig, slide_scores, upsample_scores, whole_scores
 from src.models.refine import RefineConfig, refine_scores
 from src.prompts.templates import get_templates
@@ -116,6 +117,7 @@ class MaskCLIPTeacher(nn.Module):
             baseline of MaskCLIP §3.1; ViT only).
         refine: key smoothing / prompt denoising switches (default: off).
         inference: whole-image or sliding-window settings.
+        postproc: ``none`` or ``pamr`` (applied to the scores at input resolution).
         vocabulary, templates: if given, the text classifier is built right away.
         cache_dir: where text classifiers are cached; None disables the cache.
 
@@ -134,6 +136,7 @@ class MaskCLIPTeacher(nn.Module):
         head: Head = "maskclip",
         refine: RefineConfig | dict | None = None,
         inference: InferenceConfig | dict | None = None,
+        postproc: PostprocConfig | dict | None = None,
         vocabulary: ClassVocabulary | str | Sequence[str] | None = None,
         templates: str | Sequence[str] = "imagenet85",
         cache_dir: str | Path | None = "default",
@@ -154,6 +157,8 @@ class MaskCLIPTeacher(nn.Module):
         self.refine = refine if isinstance(refine, RefineConfig) else RefineConfig(**(refine or {}))
         self.inference = (inference if isinstance(inference, InferenceConfig)
                           else InferenceConfig(**(inference or {})))
+        self.postproc = (postproc if isinstance(postproc, PostprocConfig)
+                         else PostprocConfig(**(postproc or {})))
         self.cache_dir = default_cache_dir() if cache_dir == "default" else cache_dir
         self.tokenizer = open_clip.get_tokenizer(spec.arch)
         pp = getattr(clip.visual, "preprocess_cfg", {}) or {}
@@ -379,6 +384,8 @@ class MaskCLIPTeacher(nn.Module):
         """
         self._require_vocabulary()
         scores = upsample_scores(self.feature_scores(images), images.shape[-2:], self.output_stride)
+        if self.postproc.kind == "pamr":  # on the input-resolution scores, as NACLIP does
+            scores = pamr(images, scores, self.postproc)
         if output_size is not None and tuple(output_size) != tuple(scores.shape[-2:]):
             scores = F.interpolate(scores, size=tuple(output_size), mode="bilinear",
                                    align_corners=False)

@@ -68,12 +68,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     mean, std = datamodule.normalization
     module = MaskCLIPLitModule(teacher, vocabulary, templates=to_plain(cfg.prompts.templates),
                                unseen=unseen, num_overlays=cfg.num_overlays,
-                               image_mean=mean, image_std=std)
+                               image_mean=mean, image_std=std,
+                               background_threshold=cfg.get("background_threshold"))
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     results = run_tests(cfg, trainer, module, datamodule, lambda m: dict(m.results))
+    results["settings"] = run_settings(cfg)
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
@@ -111,6 +113,20 @@ def evaluate_student(cfg: DictConfig, datamodule) -> dict[str, Any]:
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     log.info("results: %s", json.dumps(results["summary"]))
     return results
+
+
+def run_settings(cfg: DictConfig) -> dict[str, Any]:
+    """What produced a result, for tables that gather runs (scripts/bench8_table.py)."""
+    protocol = cfg.get("protocol") or {}
+    return {
+        "data": cfg.data.get("name") or cfg.data.dataset,
+        "model": cfg.teacher.get("model_name"), "weights": cfg.teacher.get("pretrained"),
+        "head": cfg.teacher.get("head"), "refine": to_plain(cfg.refine),
+        "postproc": (cfg.get("postproc") or {}).get("kind", "none"),
+        "protocol": protocol.get("name", "none"),
+        "inference": OmegaConf.to_container(cfg.inference, resolve=True),
+        "background_threshold": cfg.get("background_threshold"),
+    }
 
 
 def run_tests(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodule,

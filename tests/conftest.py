@@ -39,6 +39,9 @@ def tiny_rn():
 def data_dir(tmp_path_factory):
     """One data root holding every real layout (fixtures in the real formats) and a folder set."""
     from src.data.fixtures import (
+        write_ade20k_fixture,
+        write_cityscapes_fixture,
+        write_coco_object_fixture,
         write_cocostuff_fixture,
         write_context_fixture,
         write_folder_fixture,
@@ -49,5 +52,8 @@ def data_dir(tmp_path_factory):
     write_voc_fixture(root, n=4, size=(40, 56))
     write_context_fixture(root, n=4, size=(40, 56))
     write_cocostuff_fixture(root, n=2, size=(40, 56))
+    write_coco_object_fixture(root, n=2, size=(40, 56))
+    write_cityscapes_fixture(root, n=2, size=(32, 64))
+    write_ade20k_fixture(root, n=2, size=(40, 56))
     write_folder_fixture(root / "custom", n=3, size=(48, 64))
     return root

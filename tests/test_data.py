@@ -295,12 +295,16 @@ def test_folder_split_naming_missing_image(tmp_path: Path):
 
 
 def test_registry():
+    from src.data.datasets import ADE20KDataset, CityscapesDataset, COCOObjectDataset
     from src.data.world import WorldDataset
 
     assert DATASETS == {
         "voc": VOCDataset,
         "context": PascalContextDataset,
         "cocostuff": COCOStuffDataset,
+        "cocoobject": COCOObjectDataset,
+        "cityscapes": CityscapesDataset,
+        "ade20k": ADE20KDataset,
         "folder": FolderDataset,
         "world": WorldDataset,
     }

@@ -98,6 +98,8 @@ class SegDataModule(L.LightningDataModule):
         batch_size: Batch size of every dataloader (evaluation batches are lists).
         num_workers: Dataloader workers.
         zero_shot_split: Key of :data:`~src.data.splits.ZERO_SHOT_UNSEEN` or None; stored only.
+        name: The benchmark's name (``voc21``, ``cityscapes``...), which protocol presets key
+            their per-dataset settings on; stored only.
         seed: seeds the training stream (sample order and augmentation per step).
     """
 
@@ -123,6 +125,7 @@ class SegDataModule(L.LightningDataModule):
         num_workers: int = 2,
         zero_shot_split: str | None = None,
         seed: int = 0,
+        name: str | None = None,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
@@ -151,6 +154,7 @@ class SegDataModule(L.LightningDataModule):
         self.save_hyperparameters(logger=False)
 
         self.dataset_name = dataset
+        self.name = name or dataset
         self.root = root
         self.seed = int(seed)
         self._resume_step = 0

@@ -465,6 +465,120 @@ coco_stuff164k/                         <- data.root
         self.root, self.split = root, split
 
 
+class COCOObjectDataset(_MMSegLayoutDataset):
+    """COCO-Object (SCLIP/GroupViT protocol): COCO val2017 instances as 81-class object masks.
+
+    Label 0 is background, 1..80 the COCO things in category-id order (255 = ignore). The masks
+    are made from the instance annotations by ``scripts/convert_coco_object.py``.
+
+    Args:
+        root: ``.../coco_stuff164k`` (the images are shared with COCO-Stuff).
+        split: ``'val2017'`` (or ``'train2017'``).
+    """
+
+    DATASET_NAME = "COCO-Object"
+    LAYOUT = """\
+coco_stuff164k/                         <- data.root (images shared with COCO-Stuff)
+├── images/val2017/<id>.jpg
+└── annotations/val2017/<id>_instanceTrainIds.png   (0 = background, 1..80 = things; made by
+                                                     scripts/convert_coco_object.py)
+"""
+    HINT = ("set data.root=/path/to/coco_stuff164k and run scripts/convert_coco_object.py "
+            "--annotations instances_val2017.json to make the *_instanceTrainIds.png masks.")
+    NESTED_ROOTS = ("coco_stuff164k",)
+
+    def __init__(self, root: str | Path, split: str = "val2017",
+                 transform: Transform | None = None) -> None:
+        root = Path(root).expanduser()
+        image_dir, mask_dir = root / "images" / split, root / "annotations" / split
+        self._check_dir(root, image_dir, f"image folder for split {split!r}")
+        if not mask_dir.is_dir():
+            raise self._error(root, f"annotation folder for split {split!r}", mask_dir)
+        masks = _list_dir(mask_dir)
+        ids = sorted(name[: -len("_instanceTrainIds.png")] for name in masks
+                     if name.endswith("_instanceTrainIds.png"))
+        if not ids:
+            raise self._error(root, "any *_instanceTrainIds.png mask",
+                              mask_dir / "<id>_instanceTrainIds.png")
+        samples = self._collect(root, ids, image_dir, ".jpg", [mask_dir],
+                                "_instanceTrainIds.png", mask_dir)
+        super().__init__(samples, num_classes=81, transform=transform)
+        self.root, self.split = root, split
+
+
+class CityscapesDataset(_MMSegLayoutDataset):
+    """Cityscapes (mmseg layout), 19 classes (labelTrainIds 0..18, 255 = ignore).
+
+    Args:
+        root: ``.../cityscapes``.
+        split: ``'val'`` or ``'train'``; every city folder of the split is used.
+    """
+
+    DATASET_NAME = "Cityscapes"
+    LAYOUT = """\
+cityscapes/                              <- data.root
+├── leftImg8bit/val/<city>/<city>_<seq>_<frame>_leftImg8bit.png
+└── gtFine/val/<city>/<city>_<seq>_<frame>_gtFine_labelTrainIds.png   (0..18, 255; made by
+                                             cityscapesscripts' createTrainIdLabelImgs)
+"""
+    HINT = ("set data.root=/path/to/cityscapes and create the *_labelTrainIds.png masks with "
+            "`pip install cityscapesscripts; csCreateTrainIdLabelImgs`.")
+    NESTED_ROOTS = ("cityscapes",)
+
+    def __init__(self, root: str | Path, split: str = "val",
+                 transform: Transform | None = None) -> None:
+        root = Path(root).expanduser()
+        image_root, mask_root = root / "leftImg8bit" / split, root / "gtFine" / split
+        self._check_dir(root, image_root, f"image folder for split {split!r}")
+        if not mask_root.is_dir():
+            raise self._error(root, f"gtFine folder for split {split!r}", mask_root)
+        samples: list[Sample] = []
+        for image in sorted(image_root.glob("*/*_leftImg8bit.png")):
+            stem = image.name[: -len("_leftImg8bit.png")]
+            mask = mask_root / image.parent.name / f"{stem}_gtFine_labelTrainIds.png"
+            if not mask.is_file():
+                raise self._error(root, f"mask for {image.name!r}", mask)
+            samples.append((image, mask, stem))
+        if not samples:
+            raise self._error(root, "any *_leftImg8bit.png image",
+                              image_root / "<city>" / "<id>_leftImg8bit.png")
+        super().__init__(samples, num_classes=19, transform=transform)
+        self.root, self.split = root, split
+
+
+class ADE20KDataset(_MMSegLayoutDataset):
+    """ADE20K (ADEChallengeData2016), 150 classes: raw 0 (other) → 255, k → k − 1.
+
+    Args:
+        root: ``.../ADEChallengeData2016``.
+        split: ``'validation'`` or ``'training'``.
+    """
+
+    DATASET_NAME = "ADE20K"
+    LAYOUT = """\
+ADEChallengeData2016/                    <- data.root
+├── images/validation/ADE_val_<id>.jpg
+└── annotations/validation/ADE_val_<id>.png   (0 = other/ignored, 1..150 = classes)
+"""
+    HINT = "set data.root=/path/to/ADEChallengeData2016 (the official zip, unpacked)."
+    NESTED_ROOTS = ("ADEChallengeData2016",)
+
+    def __init__(self, root: str | Path, split: str = "validation",
+                 transform: Transform | None = None) -> None:
+        root = Path(root).expanduser()
+        image_dir, mask_dir = root / "images" / split, root / "annotations" / split
+        self._check_dir(root, image_dir, f"image folder for split {split!r}")
+        if not mask_dir.is_dir():
+            raise self._error(root, f"annotation folder for split {split!r}", mask_dir)
+        ids = sorted(name[: -len(".jpg")] for name in _list_dir(image_dir) if name.endswith(".jpg"))
+        if not ids:
+            raise self._error(root, f"any .jpg image in {image_dir}", image_dir / "<id>.jpg")
+        samples = self._collect(root, ids, image_dir, ".jpg", [mask_dir], ".png", image_dir)
+        super().__init__(samples, num_classes=150, label_map=reduce_zero_label_map(),
+                         transform=transform, label_map_name="reduce_zero_label")
+        self.root, self.split = root, split
+
+
 class FolderDataset(SegmentationDataset):
     """A custom dataset: a folder of images, optional index masks and a vocabulary file.
 
@@ -573,5 +687,8 @@ DATASETS: dict[str, type[SegmentationDataset]] = {
     "voc": VOCDataset,
     "context": PascalContextDataset,
     "cocostuff": COCOStuffDataset,
+    "cocoobject": COCOObjectDataset,
+    "cityscapes": CityscapesDataset,
+    "ade20k": ADE20KDataset,
     "folder": FolderDataset,
 }

@@ -19,6 +19,10 @@ from src.utils.visualize import voc_palette  # re-exported for the fixtures' use
 
 __all__ = [
     "voc_palette",
+    "write_ade20k_fixture",
+    "write_cityscapes_fixture",
+    "write_coco_instances_fixture",
+    "write_coco_object_fixture",
     "write_cocostuff_fixture",
     "write_context_fixture",
     "write_folder_fixture",
@@ -185,6 +189,117 @@ def write_cocostuff_fixture(
         label_map[: max(1, shape[0] // 10), : max(1, shape[1] // 10)] = IGNORE_INDEX
         _save_gray_png(label_map, base / "annotations" / split / f"{name}_labelTrainIds.png")
     return base
+
+
+def write_coco_instances_fixture(
+    root: str | Path, n: int = 2, size: Sequence[int] = (40, 56), seed: int = 0
+) -> Path:
+    """Writes COCO 2017 ``val2017`` images and an ``instances_val2017.json`` in the real format.
+
+    Each image gets two rectangular instances given as polygons (a large one and a small one on
+    top of it) and one square given as an uncompressed RLE, with COCO's non-contiguous category
+    ids (1, 3 and 90). Returns the root that holds ``images/`` and ``annotations/``.
+    """
+    import json
+
+    rng = np.random.default_rng(seed)
+    base = Path(root) / "coco_stuff164k"
+    categories = [{"id": 1, "name": "person"}, {"id": 3, "name": "car"},
+                  {"id": 90, "name": "toothbrush"}]
+    images, annotations = [], []
+    for i in range(n):
+        h, w = _size(size, i)
+        name = f"{i + 1:012d}"
+        _save_jpeg(_noise_image(rng, (h, w)), base / "images" / "val2017" / f"{name}.jpg")
+        images.append({"id": i + 1, "file_name": f"{name}.jpg", "height": h, "width": w})
+        big = [2.0, 2.0, w - 2.0, 2.0, w - 2.0, h - 2.0, 2.0, h - 2.0]
+        small = [4.0, 4.0, 12.0, 4.0, 12.0, 10.0, 4.0, 10.0]
+        annotations.append({"id": 10 * i + 1, "image_id": i + 1, "category_id": 1,
+                            "segmentation": [big], "area": (w - 4.0) * (h - 4.0),
+                            "iscrowd": 0})
+        annotations.append({"id": 10 * i + 2, "image_id": i + 1, "category_id": 3,
+                            "segmentation": [small], "area": 48.0, "iscrowd": 0})
+        square = np.zeros((h, w), dtype=np.uint8)
+        square[h - 8: h - 3, w - 8: w - 3] = 1
+        # Uncompressed RLE counts run down columns (Fortran order), starting with zeros.
+        flat = square.flatten(order="F")
+        counts, current, run = [], 0, 0
+        for value in flat:
+            if value != current:
+                counts.append(run)
+                current, run = value, 0
+            run += 1
+        counts.append(run)
+        annotations.append({"id": 10 * i + 3, "image_id": i + 1, "category_id": 90,
+                            "segmentation": {"counts": counts, "size": [h, w]}, "area": 25.0,
+                            "iscrowd": 1})
+    ann_file = base / "annotations" / "instances_val2017.json"
+    ann_file.parent.mkdir(parents=True, exist_ok=True)
+    ann_file.write_text(json.dumps({"images": images, "annotations": annotations,
+                                    "categories": categories}))
+    return base
+
+
+def write_coco_object_fixture(
+    root: str | Path, n: int = 2, size: Sequence[int] = (40, 56), seed: int = 0
+) -> Path:
+    """Writes a tiny COCO-Object set: ``val2017`` images and ``*_instanceTrainIds.png`` (0..80).
+
+    COCO-Object shares COCO-Stuff's images: val images that already exist (from
+    :func:`write_cocostuff_fixture`) get masks, and only missing ones are created.
+    """
+    rng = np.random.default_rng(seed)
+    base = Path(root) / "coco_stuff164k"
+    image_dir = base / "images" / "val2017"
+    existing = sorted(p.stem for p in image_dir.glob("*.jpg")) if image_dir.is_dir() else []
+    names = existing[:n] if existing else [f"{i + 1:012d}" for i in range(n)]
+    for i, name in enumerate(names):
+        shape = _size(size, i)
+        image_path = image_dir / f"{name}.jpg"
+        if not image_path.exists():
+            _save_jpeg(_noise_image(rng, shape), image_path)
+        with Image.open(image_path) as im:
+            shape = (im.height, im.width)
+        label_map = _random_label_map(rng, shape, range(1, 81), background=0, n_regions=3)
+        _save_gray_png(label_map, base / "annotations" / "val2017" / f"{name}_instanceTrainIds.png")
+    return base
+
+
+def write_cityscapes_fixture(
+    root: str | Path, n: int = 2, size: Sequence[int] = (32, 64), seed: int = 0
+) -> Path:
+    """Writes a tiny ``cityscapes`` (val, two cities) with ``*_gtFine_labelTrainIds.png``."""
+    rng = np.random.default_rng(seed)
+    base = Path(root) / "cityscapes"
+    for i in range(n):
+        city = ("frankfurt", "lindau")[i % 2]
+        stem = f"{city}_{i:06d}_000019"
+        shape = _size(size, 0)
+        Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(
+            _mkparent(base / "leftImg8bit" / "val" / city / f"{stem}_leftImg8bit.png"))
+        label_map = _random_label_map(rng, shape, range(19), background=None, n_regions=4)
+        label_map[-2:] = IGNORE_INDEX  # the ego-vehicle border is void in Cityscapes
+        _save_gray_png(label_map, base / "gtFine" / "val" / city / f"{stem}_gtFine_labelTrainIds.png")
+    return base
+
+
+def write_ade20k_fixture(
+    root: str | Path, n: int = 2, size: Sequence[int] = (40, 56), seed: int = 0
+) -> Path:
+    """Writes a tiny ``ADEChallengeData2016`` (validation): raw masks 0 (other) and 1..150."""
+    rng = np.random.default_rng(seed)
+    base = Path(root) / "ADEChallengeData2016"
+    for i in range(n):
+        name, shape = f"ADE_val_{i + 1:08d}", _size(size, i)
+        _save_jpeg(_noise_image(rng, shape), base / "images" / "validation" / f"{name}.jpg")
+        label_map = _random_label_map(rng, shape, range(1, 151), background=0, n_regions=3)
+        _save_gray_png(label_map, base / "annotations" / "validation" / f"{name}.png")
+    return base
+
+
+def _mkparent(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 # Colours for class names that name (or strongly suggest) a colour, so that a CLIP demo on the

@@ -36,6 +36,8 @@ class MaskCLIPLitModule(L.LightningModule):
         unseen: indices of unseen classes for the zero-shot summary, or None.
         num_overlays: how many test images get an image | GT | prediction panel in the logger.
         image_mean, image_std: the data normalisation, to show images in overlays.
+        background_threshold: pixels whose top class probability is below it become class 0
+            (background; the protocol of VOC-21, Context-60 and COCO-Object, peers.md §2).
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class MaskCLIPLitModule(L.LightningModule):
         num_overlays: int = 4,
         image_mean: Sequence[float] | None = None,
         image_std: Sequence[float] | None = None,
+        background_threshold: float | None = None,
     ) -> None:
         super().__init__()
         self.teacher = teacher
@@ -56,6 +59,11 @@ class MaskCLIPLitModule(L.LightningModule):
         self.num_overlays = num_overlays
         self.image_mean = tuple(image_mean or teacher.image_mean)
         self.image_std = tuple(image_std or teacher.image_std)
+        if background_threshold is not None and self.vocabulary.names[0] != "background":
+            raise ValueError(f"background_threshold={background_threshold} needs a background "
+                             f"class 0, but {self.vocabulary.source} starts with "
+                             f"{self.vocabulary.names[0]!r}")
+        self.background_threshold = background_threshold
         self.test_iou = SegmentationIoU(self.vocabulary.num_classes, self.unseen)
         self.palette = make_palette(self.vocabulary.num_classes)
         self._overlays_logged = 0
@@ -87,9 +95,16 @@ class MaskCLIPLitModule(L.LightningModule):
             probs = self.teacher(image[None].to(self.device), output_size=tuple(output_size))
         return probs[0].float()
 
+    def labels(self, probs: Tensor) -> Tensor:
+        """C×H×W probabilities → H×W labels; below the background threshold → class 0."""
+        confidence, pred = probs.max(0)
+        if self.background_threshold is not None:
+            pred[confidence < self.background_threshold] = 0
+        return pred
+
     def test_step(self, batch: dict[str, list], batch_idx: int) -> None:
         for image, mask, name in zip(batch["image"], batch["mask"], batch["name"]):
-            pred = self.predict_probabilities(image, mask.shape[-2:]).argmax(0)
+            pred = self.labels(self.predict_probabilities(image, mask.shape[-2:]))
             self.test_iou.update(pred, mask.to(self.device))
             if self._overlays_logged < self.num_overlays:
                 self._log_overlay(image, mask, pred, name)
@@ -109,7 +124,7 @@ class MaskCLIPLitModule(L.LightningModule):
         out = []
         for image, name, size in zip(batch["image"], batch["name"], batch["orig_size"]):
             probs = self.predict_probabilities(image, size)
-            out.append({"name": name, "labels": probs.argmax(0).cpu(), "probs": probs.cpu()})
+            out.append({"name": name, "labels": self.labels(probs).cpu(), "probs": probs.cpu()})
         return out
 
     # ------------------------------------------------------------------ reporting

@@ -35,8 +35,8 @@ world-clip: install ## Re-train the offline world's CLIP (~35 min on 2 CPU cores
 world-claims: install ## Measure the paper's claims on the offline world (docs/world_claims.md)
 	$(PY) scripts/world_claims.py
 
-bench: install ## Measure dense features vs encode_image and batched vs looped sliding windows
-	$(PY) scripts/bench.py
+bench: install ## Speed and memory ratios (scripts/bench.py): bench.json, bench.md, bench_resolution.png
+	$(PY) scripts/bench.py --out docs/bench.json --markdown docs/bench.md
 
 clean: ## Remove logs, caches and build artefacts (keeps .venv)
 	rm -rf logs outputs multirun .pytest_cache bench.json bench.md

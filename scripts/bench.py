@@ -22,11 +22,23 @@ Cases (``--cases``, comma-separated; ``--list`` shows them):
 
 New cases are functions ``case(ctx) -> dict`` registered in ``CASES`` with ``@register``.
 
+* ``refine_overhead``: query scores with key smoothing + prompt denoising vs without (448²).
+* ``teacher_share``: one MaskCLIP+ train step (R50 DeepLabv2 student, 320², batch 2, the
+  teacher model) with online pseudo-labels vs labels read from PNG files; the teacher's share.
+* ``memory_ratio_2048x1024``: peak RSS of teacher evaluation on 2048×1024 (sliding window)
+  vs 512² (whole image), each in its own subprocess.
+* ``text_classifier_speedup``: our causal-prefix text classifier vs open_clip's
+  ``build_zero_shot_classifier`` for 171 COCO-Stuff classes × 5 templates, with the max diff.
+* ``resolution_scaling``: whole vs sliding window at 224, 448 and 896, plotted to
+  ``bench_resolution.png`` beside the table.
 * ``label_throughput``: the labeller under ``src.predict`` / ``src.label`` on 448² images
   (labels and confidence at full resolution), a batch of 4 vs one image at a time; reports
   images per second.
 
 Outputs: ``bench.json`` (``--out``) and a markdown table (``--markdown``), also printed.
+``bench.json`` carries the headline keys ``dense_vs_encode_448``, ``refine_overhead``,
+``slide_batched_speedup``, ``teacher_share``, ``memory_ratio_2048x1024``,
+``text_classifier_speedup``, plus ``machine`` and ``commit``.
 ``--quick`` runs the same cases at tiny sizes on the ``tiny-vit`` test model (a smoke test).
 
 Random-init weights (``pretrained=None``) are used: weights do not change the timings.
@@ -77,21 +89,23 @@ class BenchContext:
     warmup: int
     case_timeout: float
     device: torch.device
+    plot_dir: str | None = None
     _teachers: dict = field(default_factory=dict)
 
     def sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def teacher(self):
-        """The random-init ``MaskCLIPTeacher`` for ``self.model`` (built once per run)."""
-        if self.model not in self._teachers:
+    def teacher(self, model: str | None = None):
+        """The random-init ``MaskCLIPTeacher`` for ``model`` (default ``self.model``), built once."""
+        model = model or self.model
+        if model not in self._teachers:
             from src.models.teacher import MaskCLIPTeacher
 
             torch.manual_seed(0)
-            teacher = MaskCLIPTeacher(self.model, None, cache_dir=None)
-            self._teachers[self.model] = teacher.to(self.device)
-        return self._teachers[self.model]
+            teacher = MaskCLIPTeacher(model, None, cache_dir=None)
+            self._teachers[model] = teacher.to(self.device)
+        return self._teachers[model]
 
 
 def _system_busy_seconds() -> float | None:
@@ -247,6 +261,17 @@ def case_dense_vs_encode_image(ctx: BenchContext, clock: CaseClock) -> dict[str,
         }, ctx, clock)
         rows.append(compare(session, "dense_features", "encode_image", f"{size}x{size}, batch 1"))
         del clip
+    if not ctx.quick:  # RN50 at 448²: v_proj → c_proj as 1×1 maps vs the attention pool
+        from src.models.clip_loading import create_clip
+
+        rn = ctx.teacher("RN50")
+        clip, _ = create_clip("RN50", None, force_image_size=448)  # timing only: random weights
+        clip = clip.to(ctx.device)
+        x = torch.randn(1, 3, 448, 448, device=ctx.device)
+        session = interleave({"dense_features": lambda: rn.dense_features(x),
+                              "encode_image": lambda: clip.encode_image(x)}, ctx, clock)
+        rows.append(compare(session, "dense_features", "encode_image", "RN50 448x448, batch 1"))
+        del clip
     return {
         "description": "MaskCLIPTeacher.dense_features vs clip.encode_image on the same input",
         "ratio_definition": "dense_features / encode_image (lower is better; target <= 1.02)",
@@ -256,52 +281,52 @@ def case_dense_vs_encode_image(ctx: BenchContext, clock: CaseClock) -> dict[str,
 
 @register("slide_batched_vs_loop")
 def case_slide_batched_vs_loop(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]:
-    """slide_scores with crop_batch_size 8 and 4 vs 1; time per image; ratio loop/batched."""
+    """slide_scores with crop_batch_size 8 and 4 vs 1 (the peers' loop); time per image; ratio
+    loop/batched. A VOC image (500×375 → short side 336) and a Cityscapes one (2048×1024 →
+    short side 560)."""
     from src.models.inference import InferenceConfig, slide_scores, window_starts
 
     teacher = ctx.teacher()
     teacher.set_vocabulary(VOC20, "single")
     s = teacher.output_stride
     if ctx.quick:
-        raw_hw, short, crop, stride = (48, 64), 48, 32, 16
-    else:
-        raw_hw, short, crop, stride = (375, 500), 336, 224, 112  # a typical VOC image (H, W)
-    scale = short / min(raw_hw)
-    hw = (round(raw_hw[0] * scale), round(raw_hw[1] * scale))
-    torch.manual_seed(2)
-    raw = torch.randn(1, 3, *raw_hw, device=ctx.device)
-    image = F.interpolate(raw, size=hw, mode="bilinear", align_corners=False)
-    windows = (len(window_starts(-(-hw[0] // s) * s, crop, stride))
-               * len(window_starts(-(-hw[1] // s) * s, crop, stride)))
+        settings = [("VOC", (48, 64), 48, 32, 16, (1, 8, 4))]
+    else:  # (name, raw (H, W), short side, crop, stride, crop batch sizes)
+        settings = [("VOC", (375, 500), 336, 224, 112, (1, 8, 4)),
+                    ("Cityscapes", (1024, 2048), 560, 224, 112, (1, 8))]
 
     def score_fn(crops):
         return teacher.query_scores(crops)[0]
 
-    configs = {
-        "loop (crop_batch_size=1)": 1,
-        "batched (crop_batch_size=8)": 8,
-        "batched (crop_batch_size=4)": 4,
-    }
-    variants = {}
-    for name, cbs in configs.items():
-        cfg = InferenceConfig(mode="slide", crop_size=crop, stride=stride, crop_batch_size=cbs)
-        variants[name] = (lambda c: (lambda: slide_scores(score_fn, image, s, c)))(cfg)
-
-    # Same scores whichever way the crops are batched (checked once, untimed).
-    with torch.no_grad():
-        outs = [fn() for fn in variants.values()]
-    max_diff = max(float((o - outs[0]).abs().max()) for o in outs[1:])
-    del outs
-
-    session = interleave(variants, ctx, clock)
-    loop = "loop (crop_batch_size=1)"
-    setting = (f"{hw[1]}x{hw[0]} image, crop {crop}, stride {stride}, {windows} windows, "
-               f"{len(VOC20)} classes")
-    rows = [compare(session, loop, name, setting) for name in configs if name != loop]
+    rows, max_diff = [], 0.0
+    for label, raw_hw, short, crop, stride, batch_sizes in settings:
+        scale = short / min(raw_hw)
+        hw = (round(raw_hw[0] * scale), round(raw_hw[1] * scale))
+        torch.manual_seed(2)
+        image = torch.randn(1, 3, *hw, device=ctx.device)
+        windows = (len(window_starts(-(-hw[0] // s) * s, crop, stride))
+                   * len(window_starts(-(-hw[1] // s) * s, crop, stride)))
+        names = {cbs: ("loop (crop_batch_size=1)" if cbs == 1
+                       else f"batched (crop_batch_size={cbs})") for cbs in batch_sizes}
+        variants = {}
+        for cbs, name in names.items():
+            cfg = InferenceConfig(mode="slide", crop_size=crop, stride=stride, crop_batch_size=cbs)
+            variants[name] = (lambda c, x=image: (lambda: slide_scores(score_fn, x, s, c)))(cfg)
+        # Same scores whichever way the crops are batched (checked once, untimed).
+        with torch.no_grad():
+            outs = [fn() for fn in variants.values()]
+        max_diff = max([max_diff] + [float((o - outs[0]).abs().max()) for o in outs[1:]])
+        del outs
+        session = interleave(variants, ctx, clock)
+        setting = (f"{label}: {hw[1]}x{hw[0]}, crop {crop}, stride {stride}, {windows} windows, "
+                   f"{len(VOC20)} classes")
+        rows += [compare(session, names[1], name, setting)
+                 for cbs, name in names.items() if cbs != 1]
     return {
         "description": "sliding-window slide_scores, batched crops vs one crop at a time "
                        "(time per image)",
-        "ratio_definition": "loop / batched (> 1: batching is faster)",
+        "ratio_definition": "loop / batched (> 1: batching is faster; CPU target >= 0.95, "
+                            "GPU >= 3)",
         "max_abs_diff_batched_vs_loop": max_diff,
         "measurements": rows,
     }
@@ -335,6 +360,290 @@ def case_label_throughput(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]
         "ratio_definition": "one at a time / batched (> 1: batching is faster)",
         "images_per_second": per_second,
         "measurements": [row],
+    }
+
+
+@register("refine_overhead")
+def case_refine_overhead(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]:
+    """Query scores with key smoothing + prompt denoising vs without, 448², 20 classes."""
+    from src.models.refine import RefineConfig
+
+    teacher = ctx.teacher()
+    teacher.set_vocabulary(VOC20, "single")
+    size = 64 if ctx.quick else 448
+    x = torch.randn(1, 3, size, size, device=ctx.device)
+    plain, kspd = RefineConfig(), RefineConfig(key_smoothing=True, prompt_denoising=True)
+
+    def run(refine):
+        teacher.refine = refine
+        return teacher.query_scores(x)
+
+    session = interleave({"dense + KS + PD": lambda: run(kspd),
+                          "dense": lambda: run(plain)}, ctx, clock)
+    teacher.refine = plain
+    return {
+        "description": "key smoothing + prompt denoising on top of the dense pass",
+        "ratio_definition": "with KS+PD / without (target <= 1.15)",
+        "measurements": [compare(session, "dense + KS + PD", "dense",
+                                 f"{size}x{size}, {len(VOC20)} classes")],
+    }
+
+
+@register("teacher_share")
+def case_teacher_share(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]:
+    """One MaskCLIP+ train step with online pseudo-labels vs labels read from disk (PNG)."""
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    from src.models.student import SegStudent
+
+    teacher = ctx.teacher()
+    teacher.set_vocabulary(VOC20, "single")
+    size, batch, backbone = (64, 2, "resnet18d") if ctx.quick else (320, 2, "resnet50c")
+    torch.manual_seed(4)
+    student = SegStudent(teacher.class_embeddings.detach().cpu(), backbone=backbone,
+                         pretrained=None, allow_random_init=True).to(ctx.device).train()
+    optimizer = torch.optim.SGD(student.parameters(), lr=1e-3, momentum=0.9)
+    images = torch.randn(batch, 3, size, size, device=ctx.device)
+    folder = Path(tempfile.mkdtemp(prefix="bench_labels_"))
+    for i in range(batch):
+        Image.fromarray(np.random.default_rng(i).integers(0, 20, (size, size), dtype=np.uint8)
+                        ).save(folder / f"{i}.png")
+
+    def teacher_labels():
+        with torch.no_grad():
+            return teacher(images).argmax(1)
+
+    def disk_labels():
+        return torch.stack([torch.from_numpy(np.asarray(Image.open(folder / f"{i}.png")))
+                            for i in range(batch)]).long().to(ctx.device)
+
+    def step(labeller):
+        with torch.enable_grad():
+            target = labeller()
+            logits = F.interpolate(student(images), size=(size, size), mode="bilinear",
+                                   align_corners=False)
+            loss = F.cross_entropy(logits, target, ignore_index=255)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    session = interleave({"online teacher": lambda: step(teacher_labels),
+                          "labels from disk": lambda: step(disk_labels),
+                          "teacher alone": teacher_labels}, ctx, clock)
+    setting = f"{backbone} DeepLabv2 student, {size}x{size}, batch {batch}, {ctx.model} teacher"
+    rows = [compare(session, "online teacher", "labels from disk", setting),
+            compare(session, "teacher alone", "online teacher", setting)]
+    share = rows[1]["ratio"]
+    return {
+        "description": "one MaskCLIP+ train step: the frozen teacher's share, vs cached labels",
+        "ratio_definition": "row 1: online / cached step; row 2: teacher alone / online step = "
+                            "the teacher's share (target <= 0.35)",
+        "teacher_share": share,
+        "measurements": rows,
+    }
+
+
+_MEMORY_SCRIPT = """
+import os, resource, sys, time
+os.environ["HF_HUB_OFFLINE"] = "1"
+sys.path.insert(0, {root!r})
+import torch
+torch.set_num_threads({threads})
+from src.models.teacher import MaskCLIPTeacher
+teacher = MaskCLIPTeacher({model!r}, None, cache_dir=None,
+                          inference=dict(mode={mode!r}, crop_size=224, stride=112,
+                                         crop_batch_size=8))
+teacher.set_vocabulary([f"class {{i}}" for i in range(19)], "single")
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+image = torch.randn(1, 3, {h}, {w})
+start = time.perf_counter()
+with torch.no_grad():
+    labels = teacher(image).argmax(1)
+print("RESULT", base / 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+      time.perf_counter() - start)
+"""
+
+
+@register("memory_ratio_2048x1024")
+def case_memory_ratio(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]:
+    """Peak RSS of teacher evaluation: 2048×1024 (sliding window) vs 512² (whole), each in its
+    own process (a process's peak never goes down)."""
+    import subprocess
+
+    shapes = {"2048x1024 slide": (1024, 2048, "slide"), "512x512 whole": (512, 512, "whole")}
+    if ctx.quick:
+        shapes = {"256x128 slide": (128, 256, "slide"), "64x64 whole": (64, 64, "whole")}
+    model = "tiny-vit" if ctx.quick else ctx.model
+    peaks = {}
+    for name, (h, w, mode) in shapes.items():
+        code = _MEMORY_SCRIPT.format(root=str(ROOT), threads=torch.get_num_threads(), model=model,
+                                     mode=mode, h=h, w=w)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=max(60, int(ctx.case_timeout)))
+        if proc.returncode != 0:
+            raise RuntimeError(f"memory case {name} failed: {proc.stderr[-2000:]}")
+        base, peak, seconds = (float(v) for v in proc.stdout.split("RESULT")[1].split())
+        peaks[name] = {"model_loaded_mb": base, "peak_mb": peak, "seconds": seconds}
+    (big, small) = list(peaks)
+    ratio = peaks[big]["peak_mb"] / peaks[small]["peak_mb"]
+    row = {"setting": f"{model}, 19 classes, crop 224 stride 112", "a": big, "b": small,
+           "times": {big: summarize([peaks[big]["peak_mb"] / 1e3]),
+                     small: summarize([peaks[small]["peak_mb"] / 1e3])},
+           "ratio": ratio, "paired_ratio": ratio, "repeats_run": 1, "capped": False,
+           "noisy": False}
+    return {
+        "description": "peak resident memory of teacher evaluation (labels at full size)",
+        "ratio_definition": "peak RSS 2048x1024 slide / 512x512 whole (target <= 1.5; the "
+                            "A/B columns hold GB, not ms)",
+        "peaks_mb": peaks,
+        "measurements": [row],
+    }
+
+
+@register("text_classifier_speedup")
+def case_text_classifier(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]:
+    """Our text classifier (causal prefix) vs open_clip's build_zero_shot_classifier,
+    171 COCO-Stuff classes × 5 templates."""
+    from open_clip import build_zero_shot_classifier
+
+    from src.prompts.templates import get_templates
+    from src.prompts.text_classifier import build_text_classifier
+    from src.prompts.vocabulary import load_vocabulary
+
+    teacher = ctx.teacher()
+    names = [q[0] for q in load_vocabulary("cocostuff").queries]
+    templates = get_templates("imagenet80")[:5]
+    if ctx.quick:
+        names = names[:10]
+
+    def ours():
+        return build_text_classifier(teacher.clip, teacher.tokenizer, names, templates,
+                                     device=ctx.device, progress=False)
+
+    def theirs():
+        with torch.no_grad():
+            return build_zero_shot_classifier(teacher.clip, teacher.tokenizer, names,
+                                              [lambda c, t=t: t.format(c) for t in templates],
+                                              num_classes_per_batch=10, device=ctx.device,
+                                              use_tqdm=False)
+
+    a, b = ours(), theirs()
+    max_diff = float((a.float() - b.float().T.reshape(a.shape)).abs().max()
+                     if a.shape != b.shape else (a.float() - b.float()).abs().max())
+    session = interleave({"open_clip build_zero_shot_classifier": theirs,
+                          "ours (causal prefix)": ours}, ctx, clock)
+    row = compare(session, "open_clip build_zero_shot_classifier", "ours (causal prefix)",
+                  f"{len(names)} classes x {len(templates)} templates, {ctx.model}")
+    return {
+        "description": "prompt-ensembled text classifier construction",
+        "ratio_definition": "open_clip / ours (> 1: ours is faster; target >= 5, max diff "
+                            "<= 1e-5)",
+        "max_abs_diff": max_diff,
+        "measurements": [row],
+    }
+
+
+@register("resolution_scaling")
+def case_resolution_scaling(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]:
+    """Whole-image vs sliding-window (224/112) teacher scores at 224, 448 and 896; a PNG plot."""
+    from src.models.inference import InferenceConfig, slide_scores, whole_scores
+
+    teacher = ctx.teacher()
+    teacher.set_vocabulary(VOC20, "single")
+    s = teacher.output_stride
+    sizes = (32, 64, 128) if ctx.quick else (224, 448, 896)
+    crop, stride = (32, 16) if ctx.quick else (224, 112)
+    cfg = InferenceConfig(mode="slide", crop_size=crop, stride=stride, crop_batch_size=8)
+
+    def fn(crops):
+        return teacher.query_scores(crops)[0]
+
+    rows, curve = [], {"whole": [], "slide": []}
+    for size in sizes:
+        x = torch.randn(1, 3, size, size, device=ctx.device)
+        session = interleave({"whole": lambda: whole_scores(fn, x, s),
+                              "slide": lambda: slide_scores(fn, x, s, cfg)}, ctx, clock)
+        row = compare(session, "slide", "whole", f"{size}x{size}")
+        rows.append(row)
+        for name in curve:
+            curve[name].append(row["times"][name]["median_s"])
+    plot = Path(ctx.plot_dir) / "bench_resolution.png" if ctx.plot_dir else None
+    if plot is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(4.5, 3.2))
+        for name, values in curve.items():
+            ax.plot(sizes, values, marker="o", label=name)
+        ax.set_xlabel("input side (px)")
+        ax.set_ylabel("seconds per image")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(f"{ctx.model}: whole vs slide {crop}/{stride}")
+        ax.legend()
+        fig.tight_layout()
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(plot, dpi=120)
+        plt.close(fig)
+    return {
+        "description": "cost growth with resolution, whole image vs sliding window",
+        "ratio_definition": "slide / whole at each size",
+        "seconds": {"sizes": list(sizes), **curve},
+        "plot": None if plot is None else str(plot),
+        "measurements": rows,
+    }
+
+
+# ---------------------------------------------------------------------------- output contract
+def _commit() -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def contract_keys(results: dict[str, Any]) -> dict[str, Any]:
+    """The comparable headline numbers (one per case) plus ``machine`` and ``commit``."""
+    cases = results["cases"]
+
+    def row(case: str, match: str | None = None) -> float | None:
+        rows = cases.get(case, {}).get("measurements", [])
+        for r in rows:
+            if match is None or match in r["setting"] or match in r["b"]:
+                return r["ratio"]
+        return None
+
+    return {
+        "dense_vs_encode_448": row("dense_vs_encode_image", "448x448, batch 1"),
+        "refine_overhead": row("refine_overhead"),
+        "slide_batched_speedup": row("slide_batched_vs_loop", "VOC"),
+        "teacher_share": cases.get("teacher_share", {}).get("teacher_share"),
+        "memory_ratio_2048x1024": row("memory_ratio_2048x1024"),
+        "text_classifier_speedup": row("text_classifier_speedup"),
+        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads(),
+                    "device": results["meta"].get("device_name")},
+        "commit": _commit(),
     }
 
 
@@ -446,7 +755,8 @@ def _run(args: argparse.Namespace) -> int:
           f"model {args.model}, os.cpu_count()={os.cpu_count()}", flush=True)
 
     ctx = BenchContext(model=args.model, quick=args.quick, repeats=args.repeats,
-                       warmup=args.warmup, case_timeout=args.case_timeout, device=device)
+                       warmup=args.warmup, case_timeout=args.case_timeout, device=device,
+                       plot_dir=str(Path(args.markdown).parent))
     results: dict[str, Any] = {
         "meta": {
             "model": args.model,
@@ -482,6 +792,7 @@ def _run(args: argparse.Namespace) -> int:
                   f"{', time cap' if r['capped'] else ''})", flush=True)
     if hasattr(os, "getloadavg"):
         results["meta"]["loadavg_end"] = list(os.getloadavg())
+    results.update(contract_keys(results))
 
     table = markdown_table(results)
     for path, text in ((args.out, json.dumps(results, indent=2) + "\n"), (args.markdown, table)):

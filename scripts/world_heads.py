@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", default=str(ROOT / "docs" / "world_heads"))
     parser.add_argument("--heads", default=",".join(HEADS))
     parser.add_argument("--no-students", action="store_true")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse students whose run folder already has metrics.json")
     parser.add_argument("--student-steps", type=int, default=None,
                         help="override world_annofree's max_steps (default: the experiment's)")
     args = parser.parse_args(argv)
@@ -54,7 +56,13 @@ def main(argv: list[str] | None = None) -> int:
                                           *extra, *COMMON, f"paths.output_dir={out / head / key}"])
             row[key] = evaluate(cfg)["summary"]
             print(f"[{time.time() - start:.0f} s] {head} {key}: {row[key]['mIoU']:.1f}", flush=True)
-        if not args.no_students:
+        done = out / head / "student" / "metrics.json"
+        if not args.no_students and args.resume and done.is_file():
+            metrics = json.loads(done.read_text())
+            row["student"] = {k.split("/", 1)[1]: v for k, v in metrics.items()
+                              if k.startswith("test/")}
+            print(f"{head} student: reused {done}: {row['student']['mIoU']:.1f}", flush=True)
+        elif not args.no_students:
             steps = [f"max_steps={args.student_steps}"] if args.student_steps else []
             cfg = compose_config("train", ["experiment=world_annofree", f"teacher/head={head}",
                                            *steps, *COMMON,

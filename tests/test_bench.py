@@ -15,7 +15,11 @@ if str(ROOT) not in sys.path:
 
 from scripts import bench  # noqa: E402
 
-CASES = ("dense_vs_encode_image", "slide_batched_vs_loop")
+CASES = ("dense_vs_encode_image", "slide_batched_vs_loop", "refine_overhead", "teacher_share",
+         "memory_ratio_2048x1024", "text_classifier_speedup", "resolution_scaling",
+         "label_throughput")
+CONTRACT = ("dense_vs_encode_448", "refine_overhead", "slide_batched_speedup", "teacher_share",
+            "memory_ratio_2048x1024", "text_classifier_speedup", "machine", "commit")
 
 
 def test_bench_quick_writes_json_and_markdown(tmp_path):
@@ -40,6 +44,11 @@ def test_bench_quick_writes_json_and_markdown(tmp_path):
                 assert row["times"][variant]["median_s"] > 0
     # Batched and looped sliding windows give the same scores.
     assert results["cases"]["slide_batched_vs_loop"]["max_abs_diff_batched_vs_loop"] < 1e-4
+    # Our text classifier equals open_clip's.
+    assert results["cases"]["text_classifier_speedup"]["max_abs_diff"] <= 1e-5
+    assert set(CONTRACT) <= set(results)
+    assert 0 < results["teacher_share"] < 1 and results["machine"]["cores"] >= 1
+    assert (md.parent / "bench_resolution.png").is_file()
 
     rows = [line for line in md.read_text().splitlines() if line.startswith("| ")]
     for name in CASES:

@@ -268,6 +268,13 @@ class _MMSegLayoutDataset(SegmentationDataset):
         if not directory.is_dir():
             raise self._error(root, what, directory)
 
+    def _check_split_dirs(self, root: Path, image_dir: Path, mask_dir: Path, split: str,
+                          mask_what: str = "annotation folder") -> None:
+        """The data root, the split's image folder and its mask folder must exist."""
+        self._check_dir(root, image_dir, f"image folder for split {split!r}")
+        if not mask_dir.is_dir():
+            raise self._error(root, f"{mask_what} for split {split!r}", mask_dir)
+
     def _collect(
         self,
         root: Path,
@@ -491,9 +498,7 @@ coco_stuff164k/                         <- data.root (images shared with COCO-St
                  transform: Transform | None = None) -> None:
         root = Path(root).expanduser()
         image_dir, mask_dir = root / "images" / split, root / "annotations" / split
-        self._check_dir(root, image_dir, f"image folder for split {split!r}")
-        if not mask_dir.is_dir():
-            raise self._error(root, f"annotation folder for split {split!r}", mask_dir)
+        self._check_split_dirs(root, image_dir, mask_dir, split)
         masks = _list_dir(mask_dir)
         ids = sorted(name[: -len("_instanceTrainIds.png")] for name in masks
                      if name.endswith("_instanceTrainIds.png"))
@@ -529,9 +534,7 @@ cityscapes/                              <- data.root
                  transform: Transform | None = None) -> None:
         root = Path(root).expanduser()
         image_root, mask_root = root / "leftImg8bit" / split, root / "gtFine" / split
-        self._check_dir(root, image_root, f"image folder for split {split!r}")
-        if not mask_root.is_dir():
-            raise self._error(root, f"gtFine folder for split {split!r}", mask_root)
+        self._check_split_dirs(root, image_root, mask_root, split, "gtFine folder")
         samples: list[Sample] = []
         for image in sorted(image_root.glob("*/*_leftImg8bit.png")):
             stem = image.name[: -len("_leftImg8bit.png")]
@@ -567,9 +570,7 @@ ADEChallengeData2016/                    <- data.root
                  transform: Transform | None = None) -> None:
         root = Path(root).expanduser()
         image_dir, mask_dir = root / "images" / split, root / "annotations" / split
-        self._check_dir(root, image_dir, f"image folder for split {split!r}")
-        if not mask_dir.is_dir():
-            raise self._error(root, f"annotation folder for split {split!r}", mask_dir)
+        self._check_split_dirs(root, image_dir, mask_dir, split)
         ids = sorted(name[: -len(".jpg")] for name in _list_dir(image_dir) if name.endswith(".jpg"))
         if not ids:
             raise self._error(root, f"any .jpg image in {image_dir}", image_dir / "<id>.jpg")

@@ -92,6 +92,13 @@ class BenchContext:
     plot_dir: str | None = None
     _teachers: dict = field(default_factory=dict)
 
+    def limited(self, repeats: int, warmup: int | None = None) -> "BenchContext":
+        """This context with at most ``repeats`` timed rounds (for the slowest settings)."""
+        from dataclasses import replace
+
+        return replace(self, repeats=min(self.repeats, repeats),
+                       warmup=self.warmup if warmup is None else min(self.warmup, warmup))
+
     def sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -294,6 +301,7 @@ def case_slide_batched_vs_loop(ctx: BenchContext, clock: CaseClock) -> dict[str,
     else:  # (name, raw (H, W), short side, crop, stride, crop batch sizes)
         settings = [("VOC", (375, 500), 336, 224, 112, (1, 8, 4)),
                     ("Cityscapes", (1024, 2048), 560, 224, 112, (1, 8))]
+    rounds = {"VOC": ctx, "Cityscapes": ctx.limited(2)}  # a Cityscapes round takes ~25 s
 
     def score_fn(crops):
         return teacher.query_scores(crops)[0]
@@ -317,7 +325,7 @@ def case_slide_batched_vs_loop(ctx: BenchContext, clock: CaseClock) -> dict[str,
             outs = [fn() for fn in variants.values()]
         max_diff = max([max_diff] + [float((o - outs[0]).abs().max()) for o in outs[1:]])
         del outs
-        session = interleave(variants, ctx, clock)
+        session = interleave(variants, rounds.get(label, ctx), clock)
         setting = (f"{label}: {hw[1]}x{hw[0]}, crop {crop}, stride {stride}, {windows} windows, "
                    f"{len(VOC20)} classes")
         rows += [compare(session, names[1], name, setting)
@@ -533,8 +541,9 @@ def case_text_classifier(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]:
     a, b = ours(), theirs()
     max_diff = float((a.float() - b.float().T.reshape(a.shape)).abs().max()
                      if a.shape != b.shape else (a.float() - b.float()).abs().max())
+    # The correctness check above was the warm-up; open_clip's builder takes about a minute.
     session = interleave({"open_clip build_zero_shot_classifier": theirs,
-                          "ours (causal prefix)": ours}, ctx, clock)
+                          "ours (causal prefix)": ours}, ctx.limited(2, warmup=0), clock)
     row = compare(session, "open_clip build_zero_shot_classifier", "ours (causal prefix)",
                   f"{len(names)} classes x {len(templates)} templates, {ctx.model}")
     return {
@@ -565,7 +574,8 @@ def case_resolution_scaling(ctx: BenchContext, clock: CaseClock) -> dict[str, An
     for size in sizes:
         x = torch.randn(1, 3, size, size, device=ctx.device)
         session = interleave({"whole": lambda: whole_scores(fn, x, s),
-                              "slide": lambda: slide_scores(fn, x, s, cfg)}, ctx, clock)
+                              "slide": lambda: slide_scores(fn, x, s, cfg)},
+                             ctx.limited(2, warmup=1), clock)
         row = compare(session, "slide", "whole", f"{size}x{size}")
         rows.append(row)
         for name in curve:

@@ -25,7 +25,7 @@ import lightning as L
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from src.utils.config import CONFIG_DIR, to_plain
 
@@ -127,9 +127,8 @@ def _student_labeller(cfg: DictConfig, background, inference):
                          "background only if it was trained with a background class")
     labeller = DenseLabeller(student, vocabulary, student.output_stride, inference,
                              background.threshold)
-    teacher_spec = torch.load(cfg.ckpt_path, map_location="cpu",
-                              weights_only=True).get("maskclip_plus", {}).get("teacher")
-    settings = {"model": "student", "checkpoint": str(cfg.ckpt_path), "teacher": teacher_spec,
+    settings = {"model": "student", "checkpoint": str(cfg.ckpt_path),
+                "teacher": module.teacher_spec,
                 "student": module.hparams.get("student_cfg"), "inference": to_plain(cfg.inference),
                 "background": to_plain(cfg.get("background")), "scale": to_plain(cfg.get("scale")),
                 "classes": list(vocabulary.names)}
@@ -144,8 +143,7 @@ def _retarget_student(cfg: DictConfig, module, wanted):
     from src.models.teacher import MaskCLIPTeacher
     from src.prompts.vocabulary import ClassVocabulary
 
-    checkpoint = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=True)
-    spec = checkpoint.get("maskclip_plus", {}).get("teacher")
+    spec = module.teacher_spec
     own = [n for n in module.vocabulary.names if n != "background"]
     if not spec:
         raise ValueError(f"{cfg.ckpt_path} records no teacher, so it cannot embed new classes; "
@@ -172,12 +170,31 @@ def _retarget_student(cfg: DictConfig, module, wanted):
 # --------------------------------------------------------------------------- running
 
 
-def predict(cfg: DictConfig) -> dict[str, Any]:
-    """Label ``cfg.images`` into ``cfg.out``; returns the summary."""
+def run_labelling(cfg: DictConfig, labeller, images, callbacks: list, out: Path) -> None:
+    """Lightning ``predict`` over ``images`` with the writer ``callbacks`` (src.predict and
+    src.label); with ``trainer.devices=N`` each device labels its own slice."""
+    import time
+
     from torch.utils.data import DataLoader
 
-    from src.data.images import ImageListDataset, list_collate, list_images
+    from src.data.images import list_collate
     from src.models.label_module import DenseLabelModule
+
+    loader = DataLoader(images, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                        collate_fn=list_collate)
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=callbacks,
+                                     default_root_dir=str(out))
+    start = time.perf_counter()
+    trainer.predict(DenseLabelModule(labeller), loader, return_predictions=False)
+    seconds = time.perf_counter() - start
+    if trainer.is_global_zero:
+        log.info("labelled %d images in %.1f s (%.2f img/s)", len(images), seconds,
+                 len(images) / max(seconds, 1e-9))
+
+
+def predict(cfg: DictConfig) -> dict[str, Any]:
+    """Label ``cfg.images`` into ``cfg.out``; returns the summary."""
+    from src.data.images import ImageListDataset, list_images
     from src.utils.label_writers import PredictionWriter, check_writable, pending
     from src.utils.visualize import make_palette
 
@@ -193,11 +210,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
                               settings, confidence=cfg.get("confidence"),
                               overlays=cfg.get("overlays", True))
     if todo:
-        loader = DataLoader(images.subset(todo), batch_size=cfg.batch_size,
-                            num_workers=cfg.num_workers, collate_fn=list_collate)
-        trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[writer],
-                                         default_root_dir=str(out))
-        trainer.predict(DenseLabelModule(labeller), loader, return_predictions=False)
+        run_labelling(cfg, labeller, images.subset(todo), [writer], out)
     summary = writer.write_report()
     log.info("%d images labelled, %d skipped → %s", summary["num_images"],
              summary["num_skipped"], out)
@@ -227,8 +240,7 @@ def segment(image: Any, classes: Any, teacher: str = "vit_b16", *,
     """
     from PIL import Image
 
-    from src.data.images import read_rgb, to_rgb_uint8
-    from src.data.transforms import build_eval_transform
+    from src.data.images import ImageListDataset, read_rgb, to_rgb_uint8
     from src.utils.experiments import compose_config
 
     if isinstance(classes, (list, tuple)):
@@ -252,14 +264,9 @@ def segment(image: Any, classes: Any, teacher: str = "vit_b16", *,
         if rgb.ndim == 2:
             rgb = np.repeat(rgb[..., None], 3, axis=2)
         rgb = np.ascontiguousarray(rgb[..., :3]).astype(np.uint8)
-    scale = to_plain(cfg.get("scale"))
-    if scale is None:
-        tensor = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255)
-        tensor = (tensor - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
-    else:
-        tensor = build_eval_transform(scale, mean, std)(image=rgb)["image"]
+    tensor = ImageListDataset([], to_plain(cfg.get("scale")), mean, std).prepare(rgb)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    labeller.place(device)
+    labeller.to(device)  # the teacher's text classifier is a buffer: it moves too
     labels, _, probs = labeller.label(tensor.to(device), rgb.shape[:2], keep_probs=True)
     return labels.numpy(), probs.numpy()
 

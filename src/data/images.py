@@ -129,6 +129,13 @@ class ImageListDataset(Dataset):
         clone.reader = reader
         return clone
 
+    def prepare(self, rgb: np.ndarray) -> torch.Tensor:
+        """H×W×3 uint8 → the model's 3×h×w float32 input (rescaled unless native, normalised)."""
+        if self.transform is None:
+            image = torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1).float()
+            return image.div_(255.0).sub_(self.mean).div_(self.std)
+        return self.transform(image=rgb)["image"]
+
     def __len__(self) -> int:
         return len(self.paths)
 
@@ -140,11 +147,7 @@ class ImageListDataset(Dataset):
         except Exception as err:  # noqa: BLE001 - any unreadable file is a reported skip
             item["error"] = f"{type(err).__name__}: {err}"
             return item
-        if self.transform is None:
-            image = torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1).float()
-            item["image"] = image.div_(255.0).sub_(self.mean).div_(self.std)
-        else:
-            item["image"] = self.transform(image=rgb)["image"]
+        item["image"] = self.prepare(rgb)
         item["rgb"] = rgb
         item["orig_size"] = tuple(rgb.shape[:2])
         return item

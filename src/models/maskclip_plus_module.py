@@ -368,6 +368,8 @@ def load_student(ckpt_path: str, report_unseen: Sequence[int] | None = None
         report_unseen=report_unseen if report_unseen is not None else hparams.get("unseen"),
         student_cfg=hparams["student_cfg"], image_mean=hparams.get("image_mean"),
         image_std=hparams.get("image_std"), class_embeddings=state["student.class_embeddings"])
+    # The teacher it was trained with (None for supervised runs): what new classes need.
+    module.teacher_spec = extra.get("teacher")
     student_state = {k[len("student."):]: v for k, v in state.items() if k.startswith("student.")}
     try:
         module.student.load_state_dict(student_state)

@@ -348,7 +348,7 @@ def case_label_throughput(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]
 
     teacher = ctx.teacher()
     teacher.set_vocabulary(VOC20, "single")
-    labeller = DenseLabeller(teacher, teacher.vocabulary, teacher.output_stride).place(ctx.device)
+    labeller = DenseLabeller(teacher, teacher.vocabulary, teacher.output_stride).to(ctx.device)
     size, batch = (64, 4) if ctx.quick else (448, 4)
     torch.manual_seed(3)
     images = torch.randn(batch, 3, size, size, device=ctx.device)

@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from typing import Any
 
 import hydra
-import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from src.predict import build_labeller, class_list_argv, exit_on_missing_weights
+from src.predict import build_labeller, class_list_argv, exit_on_missing_weights, run_labelling
 from src.utils.config import CONFIG_DIR, to_plain
 
 log = logging.getLogger(__name__)
@@ -47,10 +45,6 @@ def source_images(cfg: DictConfig, mean, std):
 
 def label(cfg: DictConfig, callbacks: list | None = None) -> dict[str, Any]:
     """Write the pseudo-label dataset described by ``cfg``; returns the report."""
-    from torch.utils.data import DataLoader
-
-    from src.data.images import list_collate
-    from src.models.label_module import DenseLabelModule
     from src.utils.label_writers import DatasetWriter, check_writable, code_version, pending
 
     out = check_writable(cfg.out)
@@ -65,16 +59,7 @@ def label(cfg: DictConfig, callbacks: list | None = None) -> dict[str, Any]:
     log.info("%d images, %d already labelled in %s", len(images), len(images) - len(todo), out)
     writer = DatasetWriter(out, labeller.vocabulary, settings, threshold=cfg.get("threshold"))
     if todo:
-        loader = DataLoader(images.subset(todo), batch_size=cfg.batch_size,
-                            num_workers=cfg.num_workers, collate_fn=list_collate)
-        trainer: L.Trainer = instantiate(cfg.trainer, logger=False, default_root_dir=str(out),
-                                         callbacks=[writer, *(callbacks or [])])
-        start = time.perf_counter()
-        trainer.predict(DenseLabelModule(labeller), loader, return_predictions=False)
-        seconds = time.perf_counter() - start
-        if trainer.is_global_zero:
-            log.info("labelled %d images in %.1f s (%.2f img/s)", len(todo), seconds,
-                     len(todo) / max(seconds, 1e-9))
+        run_labelling(cfg, labeller, images.subset(todo), [writer, *(callbacks or [])], out)
     else:
         writer.write_static_files()
     report = writer.write_report()

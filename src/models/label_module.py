@@ -28,10 +28,6 @@ class DenseLabelModule(L.LightningModule):
         self.labeller = labeller
         self.keep_probs = keep_probs
 
-    def on_predict_start(self) -> None:
-        # A teacher's text classifier is built on CPU; follow the module to its device.
-        self.labeller.place(self.device)
-
     def predict_step(self, batch: list[dict[str, Any]], batch_idx: int) -> list[dict[str, Any]]:
         """Per item: ``name``, ``path`` and ``labels``/``confidence`` (H0×W0, CPU) or ``error``.
 

@@ -102,15 +102,6 @@ class DenseLabeller(nn.Module):
         self.background_threshold = background_threshold
         self.max_elements = max_elements
 
-    def place(self, device: torch.device | str) -> "DenseLabeller":
-        """Move the model and a teacher's text classifier (plain tensors, not buffers)."""
-        self.to(device)
-        for name in ("query_embeddings", "query_to_class"):
-            value = getattr(self.model, name, None)
-            if isinstance(value, Tensor):
-                setattr(self.model, name, value.to(device))
-        return self
-
     def train(self, mode: bool = True) -> "DenseLabeller":
         # Frozen: the wrapped model stays in eval mode whatever Lightning asks.
         return super().train(False)

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 
-.PHONY: help install test test-full demo bench world-clip world-claims clean
+.PHONY: help install test test-full test-gpu demo bench bench-gpu world-clip world-claims clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ test: install ## Run the fast CPU test suite (offline)
 test-full: install ## Run every test that this machine can run, slow ones included
 	WANDB_MODE=disabled $(PY) -m pytest -m "not gpu and not data" -q
 
+test-gpu: install ## Run the CUDA checks (tests marked gpu; needs a GPU)
+	WANDB_MODE=disabled $(PY) -m pytest -m gpu -q
+
 demo: install ## MaskCLIP on the offline world: table, overlays, W&B offline run (CPU, no download)
 	$(PY) scripts/demo.py
 
@@ -37,6 +40,9 @@ world-claims: install ## Measure the paper's claims on the offline world (docs/w
 
 bench: install ## Speed and memory ratios (scripts/bench.py): bench.json, bench.md, bench_resolution.png
 	$(PY) scripts/bench.py --out docs/bench.json --markdown docs/bench.md
+
+bench-gpu: install ## The same benchmark on CUDA in bf16: docs/bench_gpu.json, docs/bench_gpu.md
+	$(PY) scripts/bench.py --device cuda --out docs/bench_gpu.json --markdown docs/bench_gpu.md
 
 clean: ## Remove logs, caches and build artefacts (keeps .venv)
 	rm -rf logs outputs multirun .pytest_cache bench.json bench.md

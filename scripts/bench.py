@@ -30,7 +30,12 @@ New cases are functions ``case(ctx) -> dict`` registered in ``CASES`` with ``@re
 * ``text_classifier_speedup``: our causal-prefix text classifier vs open_clip's
   ``build_zero_shot_classifier`` for 171 COCO-Stuff classes × 5 templates, with the max diff.
 * ``resolution_scaling``: whole vs sliding window at 224, 448 and 896, plotted to
-  ``bench_resolution.png`` beside the table.
+  ``<markdown stem>_resolution.png`` beside the table.
+* ``dense_throughput``: teacher images per second at 448² by batch size (dense features, and
+  labels at input size); on a GPU also the largest batch through ``teacher.compile=true``.
+* ``speedups``: the candidate speed-ups, each against the plain way: ``torch.inference_mode``,
+  channels_last for the student's train step, ``torch.compile`` of the teacher, persistent
+  (and, on a GPU, pinned) DataLoader workers.
 * ``label_throughput``: the labeller under ``src.predict`` / ``src.label`` on 448² images
   (labels and confidence at full resolution), a batch of 4 vs one image at a time; reports
   images per second.
@@ -42,6 +47,8 @@ Outputs: ``bench.json`` (``--out``) and a markdown table (``--markdown``), also 
 ``--quick`` runs the same cases at tiny sizes on the ``tiny-vit`` test model (a smoke test).
 
 Random-init weights (``pretrained=None``) are used: weights do not change the timings.
+On CUDA (``--device cuda``, ``make bench-gpu``) the timed calls run under bf16 autocast, as
+training and labelling do there (``--precision`` changes it).
 """
 
 from __future__ import annotations
@@ -89,8 +96,18 @@ class BenchContext:
     warmup: int
     case_timeout: float
     device: torch.device
-    plot_dir: str | None = None
+    plot_path: str | None = None  # the resolution_scaling figure
+    precision: str = "fp32"  # "bf16": timed calls run under torch.autocast (CUDA)
     _teachers: dict = field(default_factory=dict)
+
+    def autocast(self):
+        """bf16 autocast for ``precision="bf16"`` (what training and labelling use on a GPU)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                              enabled=self.precision == "bf16")
+
+    @property
+    def gpu(self) -> bool:
+        return self.device.type == "cuda"
 
     def limited(self, repeats: int, warmup: int | None = None) -> "BenchContext":
         """This context with at most ``repeats`` timed rounds (for the slowest settings)."""
@@ -164,7 +181,7 @@ class Session:
 def _timed_call(fn: Callable[[], Any], ctx: BenchContext) -> float:
     ctx.sync()
     start = time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), ctx.autocast():
         fn()
     ctx.sync()
     return time.perf_counter() - start
@@ -257,16 +274,20 @@ def case_dense_vs_encode_image(ctx: BenchContext, clock: CaseClock) -> dict[str,
     """dense_features(x) vs encode_image(x), batch 1, same input; ratio dense/encode."""
     teacher = ctx.teacher()
     sizes = (128, 64) if ctx.quick else (448, 224)
+    # On a GPU batch 1 is bound by kernel launches, not arithmetic; batch 32 shows the work.
+    batches = (1, 32) if ctx.gpu else (1,)
     rows = []
     for size in sizes:
         clip = _encode_twin(teacher, size, ctx.device)
-        torch.manual_seed(1)
-        x = torch.randn(1, 3, size, size, device=ctx.device)
-        session = interleave({
-            "dense_features": lambda: teacher.dense_features(x),
-            "encode_image": lambda: clip.encode_image(x),
-        }, ctx, clock)
-        rows.append(compare(session, "dense_features", "encode_image", f"{size}x{size}, batch 1"))
+        for batch in batches:
+            torch.manual_seed(1)
+            x = torch.randn(batch, 3, size, size, device=ctx.device)
+            session = interleave({
+                "dense_features": lambda: teacher.dense_features(x),
+                "encode_image": lambda: clip.encode_image(x),
+            }, ctx, clock)
+            rows.append(compare(session, "dense_features", "encode_image",
+                                f"{size}x{size}, batch {batch}"))
         del clip
     if not ctx.quick:  # RN50 at 448²: v_proj → c_proj as 1×1 maps vs the attention pool
         from src.models.clip_loading import create_clip
@@ -301,7 +322,10 @@ def case_slide_batched_vs_loop(ctx: BenchContext, clock: CaseClock) -> dict[str,
     else:  # (name, raw (H, W), short side, crop, stride, crop batch sizes)
         settings = [("VOC", (375, 500), 336, 224, 112, (1, 8, 4)),
                     ("Cityscapes", (1024, 2048), 560, 224, 112, (1, 8))]
-    rounds = {"VOC": ctx, "Cityscapes": ctx.limited(2)}  # a Cityscapes round takes ~25 s
+    if ctx.gpu and not ctx.quick:  # a GPU wants every crop in one forward
+        settings = [("VOC", (375, 500), 336, 224, 112, (1, 8)),
+                    ("Cityscapes", (1024, 2048), 560, 224, 112, (1, 8, 36))]
+    rounds = {"VOC": ctx, "Cityscapes": ctx if ctx.gpu else ctx.limited(2)}  # CPU: ~25 s a round
 
     def score_fn(crops):
         return teacher.query_scores(crops)[0]
@@ -494,6 +518,8 @@ def case_memory_ratio(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]:
     if ctx.quick:
         shapes = {"256x128 slide": (128, 256, "slide"), "64x64 whole": (64, 64, "whole")}
     model = "tiny-vit" if ctx.quick else ctx.model
+    if ctx.gpu:
+        return _memory_ratio_cuda(ctx, shapes, model)
     peaks = {}
     for name, (h, w, mode) in shapes.items():
         code = _MEMORY_SCRIPT.format(root=str(ROOT), threads=torch.get_num_threads(), model=model,
@@ -516,6 +542,48 @@ def case_memory_ratio(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]:
                        "is reset after loading, so it is the model plus evaluation",
         "ratio_definition": "peak RSS 2048x1024 slide / 512x512 whole (target <= 1.5; the "
                             "A/B columns hold MB, not ms)",
+        "peaks_mb": peaks,
+        "measurements": [row],
+    }
+
+
+def _memory_ratio_cuda(ctx: BenchContext, shapes: dict, model: str) -> dict[str, Any]:
+    """The memory case on a GPU: peak allocated CUDA memory (model + evaluation), in process,
+    since ``torch.cuda.reset_peak_memory_stats`` resets it."""
+    from src.models.inference import InferenceConfig
+
+    teacher = ctx.teacher(model)
+    teacher.set_vocabulary([f"class {i}" for i in range(19)], "single")
+    before = teacher.inference
+    peaks = {}
+    for name, (h, w, mode) in shapes.items():
+        teacher.inference = InferenceConfig(mode=mode, crop_size=224, stride=112,
+                                            crop_batch_size=8)
+        image = torch.randn(1, 3, h, w, device=ctx.device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(ctx.device)
+        base = torch.cuda.memory_allocated(ctx.device) / 2**20
+        start = time.perf_counter()
+        with torch.no_grad(), ctx.autocast():
+            teacher(image).argmax(1)
+        ctx.sync()
+        peaks[name] = {"model_loaded_mb": base,
+                       "peak_mb": torch.cuda.max_memory_allocated(ctx.device) / 2**20,
+                       "seconds": time.perf_counter() - start}
+        del image
+    teacher.inference = before
+    (big, small) = list(peaks)
+    ratio = peaks[big]["peak_mb"] / peaks[small]["peak_mb"]
+    row = {"setting": f"{model}, 19 classes, crop 224 stride 112, {ctx.precision}",
+           "a": big, "b": small,
+           "times": {big: summarize([peaks[big]["peak_mb"] / 1e3]),
+                     small: summarize([peaks[small]["peak_mb"] / 1e3])},
+           "ratio": ratio, "paired_ratio": ratio, "repeats_run": 1, "capped": False,
+           "noisy": False}
+    return {
+        "description": "peak allocated CUDA memory while evaluating (model included)",
+        "ratio_definition": "peak CUDA memory 2048x1024 slide / 512x512 whole (target <= 1.5; "
+                            "the A/B columns hold MB, not ms)",
         "peaks_mb": peaks,
         "measurements": [row],
     }
@@ -590,7 +658,7 @@ def case_resolution_scaling(ctx: BenchContext, clock: CaseClock) -> dict[str, An
         rows.append(row)
         for name in curve:
             curve[name].append(row["times"][name]["median_s"])
-    plot = Path(ctx.plot_dir) / "bench_resolution.png" if ctx.plot_dir else None
+    plot = Path(ctx.plot_path) if ctx.plot_path else None
     if plot is not None:
         import matplotlib
 
@@ -615,6 +683,191 @@ def case_resolution_scaling(ctx: BenchContext, clock: CaseClock) -> dict[str, An
         "ratio_definition": "slide / whole at each size",
         "seconds": {"sizes": list(sizes), **curve},
         "plot": None if plot is None else str(plot),
+        "measurements": rows,
+    }
+
+
+def _per_image(session: Session, batch_of: dict[str, int]) -> Session:
+    """The same session with every time divided by its variant's batch size."""
+    return Session({name: [t / batch_of[name] for t in times]
+                    for name, times in session.times.items()}, session.rounds, session.capped)
+
+
+@register("dense_throughput")
+def case_dense_throughput(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]:
+    """Teacher images per second at 448² by batch size: dense features, and labels (20 classes,
+    scores upsampled to the input and argmaxed). CPU: batch 1 and 4; GPU: up to 256."""
+    teacher = ctx.teacher()
+    teacher.set_vocabulary(VOC20, "single")
+    size = 64 if ctx.quick else 448
+    batches = (1, 64, 256) if ctx.gpu else (1, 4)
+    if ctx.quick:
+        batches = (1, 4)
+    rows, per_second = [], {}
+    for what, fn in (("dense_features", teacher.dense_features),
+                     ("labels", lambda x: teacher(x).argmax(1))):
+        torch.manual_seed(5)
+        inputs = {b: torch.randn(b, 3, size, size, device=ctx.device) for b in batches}
+        variants = {f"{what}, batch {b}": (lambda x=x: fn(x)) for b, x in inputs.items()}
+        batch_of = {f"{what}, batch {b}": b for b in batches}
+        session = _per_image(interleave(variants, ctx if ctx.gpu else ctx.limited(3), clock),
+                             batch_of)
+        one = f"{what}, batch 1"
+        for name in variants:
+            per_second[name] = 1.0 / summarize(session.times[name])["median_s"]
+            if name != one:
+                rows.append(compare(session, one, name,
+                                    f"{size}x{size}, {ctx.model}, {ctx.precision}, per image"))
+        del inputs
+    if ctx.gpu and not ctx.quick:  # the largest batch again through teacher.compile=true
+        b = batches[-1]
+        x = torch.randn(b, 3, size, size, device=ctx.device)
+        eager, compiled = f"dense_features, batch {b}", f"dense_features, batch {b}, compiled"
+
+        def dense(compile_: bool):
+            teacher.compile = compile_
+            return teacher.dense_features(x)
+
+        with torch.no_grad(), ctx.autocast():
+            dense(True)  # compilation, untimed
+        session = _per_image(interleave({eager: lambda: dense(False),
+                                         compiled: lambda: dense(True)}, ctx, clock),
+                             {eager: b, compiled: b})
+        per_second[compiled] = 1.0 / summarize(session.times[compiled])["median_s"]
+        rows.append(compare(session, eager, compiled,
+                            f"{size}x{size}, {ctx.model}, {ctx.precision}, per image"))
+        teacher.compile, teacher._compiled_dense = False, None
+        torch._dynamo.reset()
+        del x
+    dense = {n: v for n, v in per_second.items() if n.startswith("dense_features")}
+    labels = {n: v for n, v in per_second.items() if n.startswith("labels")}
+    return {
+        "description": "teacher throughput (images per second; times are per image)",
+        "ratio_definition": "per-image time at batch 1 / at batch N (> 1: batching pays)",
+        "images_per_second": per_second,
+        "best_dense_images_per_second": max(dense.values()),
+        "best_labels_images_per_second": max(labels.values()),
+        "measurements": rows,
+    }
+
+
+def _loader_epochs(folder: Path, workers: int, persistent: bool, pin: bool, epochs: int) -> None:
+    """Read every PNG in ``folder`` ``epochs`` times through a DataLoader (448², batch 8)."""
+    from torch.utils.data import DataLoader
+
+    from src.data.images import ImageListDataset, list_collate
+
+    dataset = ImageListDataset(sorted(folder.glob("*.png")), (448, 448),
+                               (0.481, 0.458, 0.408), (0.269, 0.261, 0.276))
+    loader = DataLoader(dataset, batch_size=8, num_workers=workers, collate_fn=list_collate,
+                        persistent_workers=persistent, pin_memory=pin)
+    for _ in range(epochs):
+        for _batch in loader:
+            pass
+
+
+@register("speedups")
+def case_speedups(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]:
+    """The candidate speed-ups, each against the plain way (ratio plain / candidate, > 1: it
+    pays): torch.inference_mode vs no_grad for the teacher; channels_last for a student train
+    step; torch.compile of the teacher's dense pass (compile time reported apart); persistent
+    DataLoader workers (+ pinned memory on a GPU)."""
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    from src.models.student import SegStudent
+
+    teacher = ctx.teacher()
+    teacher.set_vocabulary(VOC20, "single")
+    rows, notes = [], {}
+    size, batch = (64, 1) if ctx.quick else ((448, 32) if ctx.gpu else (224, 1))
+    x = torch.randn(batch, 3, size, size, device=ctx.device)
+
+    def under_inference_mode():
+        with torch.inference_mode():
+            return teacher.query_scores(x)
+
+    session = interleave({"no_grad": lambda: teacher.query_scores(x),
+                          "inference_mode": under_inference_mode}, ctx, clock)
+    rows.append(compare(session, "no_grad", "inference_mode",
+                        f"teacher query scores, {size}x{size}, batch {batch}"))
+
+    # channels_last: a DeepLabv2 student train step (the convolutional half of MaskCLIP+).
+    s_size, s_batch, backbone = ((64, 2, "resnet18d") if ctx.quick else
+                                 ((512, 8, "resnet101c") if ctx.gpu else (320, 2, "resnet50c")))
+    torch.manual_seed(4)
+    students, optimizers = {}, {}
+    for fmt in ("contiguous", "channels_last"):
+        torch.manual_seed(4)
+        student = SegStudent(teacher.class_embeddings.detach().cpu(), backbone=backbone,
+                             pretrained=None, allow_random_init=True).to(ctx.device).train()
+        if fmt == "channels_last":
+            student = student.to(memory_format=torch.channels_last)
+        students[fmt] = student
+        optimizers[fmt] = torch.optim.SGD(student.parameters(), lr=1e-3, momentum=0.9)
+    images = torch.randn(s_batch, 3, s_size, s_size, device=ctx.device)
+    target = torch.randint(0, len(VOC20), (s_batch, s_size, s_size), device=ctx.device)
+
+    def step(fmt):
+        inputs = images.contiguous(memory_format=torch.channels_last) if fmt != "contiguous" \
+            else images
+        with torch.enable_grad():
+            logits = F.interpolate(students[fmt](inputs), size=(s_size, s_size),
+                                   mode="bilinear", align_corners=False)
+            loss = F.cross_entropy(logits, target)
+            optimizers[fmt].zero_grad(set_to_none=True)
+            loss.backward()
+            optimizers[fmt].step()
+
+    session = interleave({"contiguous": lambda: step("contiguous"),
+                          "channels_last": lambda: step("channels_last")},
+                         ctx if ctx.gpu else ctx.limited(3), clock)
+    rows.append(compare(session, "contiguous", "channels_last",
+                        f"{backbone} DeepLabv2 train step, {s_size}x{s_size}, batch {s_batch}"))
+    del students, optimizers
+
+    # torch.compile of the dense pass; the first call (compilation) is timed apart.
+    def dense(compiled: bool):
+        teacher.compile = compiled  # MaskCLIPTeacher(compile=True), teacher.compile=true
+        return teacher.dense_features(x)
+
+    try:
+        start = time.perf_counter()
+        with torch.no_grad(), ctx.autocast():
+            dense(True)
+        ctx.sync()
+        notes["compile_seconds"] = time.perf_counter() - start
+        session = interleave({"eager": lambda: dense(False),
+                              "torch.compile": lambda: dense(True)}, ctx, clock)
+        rows.append(compare(session, "eager", "torch.compile",
+                            f"teacher dense features, {size}x{size}, batch {batch}"))
+    except Exception as err:  # no compiler toolchain, unsupported op ...: say so, go on
+        notes["compile_error"] = f"{type(err).__name__}: {str(err)[:300]}"
+    teacher.compile, teacher._compiled_dense = False, None
+    torch._dynamo.reset()
+
+    # DataLoader workers: persistent (and pinned on a GPU) vs re-spawned every epoch.
+    folder = Path(tempfile.mkdtemp(prefix="bench_loader_"))
+    rng = np.random.default_rng(6)
+    for i in range(16 if ctx.quick else 32):
+        Image.fromarray(rng.integers(0, 256, (375, 500, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    workers = 2
+    pin = ctx.gpu
+    session = interleave({
+        "workers re-spawned each epoch": lambda: _loader_epochs(folder, workers, False, False, 3),
+        "persistent workers" + (" + pinned" if pin else ""):
+            lambda: _loader_epochs(folder, workers, True, pin, 3),
+    }, ctx.limited(3), clock)
+    names = list(session.times)
+    rows.append(compare(session, names[0], names[1],
+                        f"3 epochs of {len(list(folder.glob('*.png')))} PNGs (500x375 -> 448), "
+                        f"batch 8, {workers} workers"))
+    return {
+        "description": "candidate speed-ups, each against the plain way",
+        "ratio_definition": "plain / with the speed-up (> 1: it pays)",
+        **notes,
         "measurements": rows,
     }
 
@@ -660,6 +913,11 @@ def contract_keys(results: dict[str, Any]) -> dict[str, Any]:
         "teacher_share": cases.get("teacher_share", {}).get("teacher_share"),
         "memory_ratio_2048x1024": row("memory_ratio_2048x1024"),
         "text_classifier_speedup": row("text_classifier_speedup"),
+        "dense_images_per_second_448": cases.get("dense_throughput", {}).get(
+            "best_dense_images_per_second"),
+        "labels_images_per_second_448": cases.get("dense_throughput", {}).get(
+            "best_labels_images_per_second"),
+        "precision": results["meta"].get("precision"),
         "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
                     "threads": torch.get_num_threads(),
                     "device": results["meta"].get("device_name")},
@@ -675,7 +933,8 @@ def _ms(seconds: float) -> str:
 def markdown_table(results: dict[str, Any]) -> str:
     meta = results["meta"]
     lines = [
-        f"Model `{meta['model']}` (random init), device `{meta['device']}`, "
+        f"Model `{meta['model']}` (random init), device `{meta['device']}` "
+        f"({meta.get('device_name')}, {meta.get('precision', 'fp32')}), "
         f"torch {meta['torch']} with {meta['torch_threads']} threads; "
         f"{meta['warmup']} warm-up + up to {meta['repeats']} interleaved rounds, medians.",
         "",
@@ -729,6 +988,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads (default: torch's choice; 1 with --quick)")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="bf16 runs timed calls under torch.autocast; auto: bf16 on CUDA "
+                             "(as training and labelling do there), fp32 on the CPU")
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes on the tiny-vit test model: a smoke test")
     parser.add_argument("--out", default="bench.json", help="JSON results (bench.json)")
@@ -774,9 +1036,14 @@ def _run(args: argparse.Namespace) -> int:
           f"(interop {torch.get_num_interop_threads()}), device {device} ({device_name}), "
           f"model {args.model}, os.cpu_count()={os.cpu_count()}", flush=True)
 
+    precision = args.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
     ctx = BenchContext(model=args.model, quick=args.quick, repeats=args.repeats,
                        warmup=args.warmup, case_timeout=args.case_timeout, device=device,
-                       plot_dir=str(Path(args.markdown).parent))
+                       plot_path=str(Path(args.markdown).with_name(
+                           f"{Path(args.markdown).stem}_resolution.png")),
+                       precision=precision)
     results: dict[str, Any] = {
         "meta": {
             "model": args.model,
@@ -784,6 +1051,7 @@ def _run(args: argparse.Namespace) -> int:
             "quick": args.quick,
             "device": str(device),
             "device_name": device_name,
+            "precision": precision,
             "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(),

@@ -17,9 +17,10 @@ from scripts import bench  # noqa: E402
 
 CASES = ("dense_vs_encode_image", "slide_batched_vs_loop", "refine_overhead", "teacher_share",
          "memory_ratio_2048x1024", "text_classifier_speedup", "resolution_scaling",
-         "label_throughput")
+         "label_throughput", "dense_throughput", "speedups")
 CONTRACT = ("dense_vs_encode_448", "refine_overhead", "slide_batched_speedup", "teacher_share",
-            "memory_ratio_2048x1024", "text_classifier_speedup", "machine", "commit")
+            "memory_ratio_2048x1024", "text_classifier_speedup", "dense_images_per_second_448",
+            "labels_images_per_second_448", "precision", "machine", "commit")
 
 
 def test_bench_quick_writes_json_and_markdown(tmp_path):
@@ -48,6 +49,11 @@ def test_bench_quick_writes_json_and_markdown(tmp_path):
     assert results["cases"]["text_classifier_speedup"]["max_abs_diff"] <= 1e-5
     assert set(CONTRACT) <= set(results)
     assert 0 < results["teacher_share"] < 1 and results["machine"]["cores"] >= 1
+    assert results["precision"] == "fp32"  # the CPU's default
+    assert results["dense_images_per_second_448"] > 0
+    # Each candidate speed-up is measured (torch.compile, if it fails here, says why).
+    speedups = results["cases"]["speedups"]
+    assert len(speedups["measurements"]) + ("compile_error" in speedups) == 4
     assert (md.parent / "bench_resolution.png").is_file()
 
     rows = [line for line in md.read_text().splitlines() if line.startswith("| ")]

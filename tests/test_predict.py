@@ -406,3 +406,13 @@ def test_student_checkpoint_predicts_and_new_classes_use_its_teacher(tmp_path):
     with pytest.raises(ValueError, match="need its teacher's text tower"):
         _predict([f"images={images}", f"ckpt_path={broken}", "classes=grass,sky",
                   f"out={tmp_path / 'x'}", *CPU])
+
+
+def test_gpu_autocast_is_off_on_cpu_and_checks_its_dtype():
+    from src.utils.precision import gpu_autocast
+
+    with gpu_autocast("cpu", "bfloat16"):
+        out = torch.ones(2, 2) @ torch.ones(2, 2)
+    assert out.dtype == torch.float32  # no autocast on the CPU, whatever the dtype
+    with pytest.raises(ValueError, match="bfloat16"):
+        gpu_autocast("cpu", "bf16")

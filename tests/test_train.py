@@ -298,3 +298,22 @@ def test_ckpt_path_last_and_auto(tmp_path):
     last.parent.mkdir()
     last.write_bytes(b"")
     assert resolve_ckpt_path("last", tmp_path) == resolve_ckpt_path("auto", tmp_path) == str(last)
+
+
+def test_channels_last_student_follows_the_same_losses(tmp_path):
+    """channels_last=true (NHWC convolutions; auto on CUDA) changes memory layout, not maths:
+    the student's weights end up NHWC and the losses match the default layout's."""
+    from src.train import train
+
+    common = ["experiment=world_annofree", *FAST, "max_steps=3", "val_every=3",
+              "checkpoint_every=3", "trainer.log_every_n_steps=1", "test_after_fit=false"]
+    train(compose_train([*common, f"paths.output_dir={tmp_path / 'nchw'}"]))
+    train(compose_train([*common, f"paths.output_dir={tmp_path / 'nhwc'}", "channels_last=true"]))
+    expected, got = _losses(tmp_path / "nchw"), _losses(tmp_path / "nhwc")
+    assert sorted(got) == sorted(expected) == [0, 1, 2]
+    for step in got:
+        assert got[step] == pytest.approx(expected[step], rel=1e-4, abs=1e-5), step
+    ckpt = torch.load(tmp_path / "nhwc" / "checkpoints" / "last.ckpt", map_location="cpu",
+                      weights_only=False)
+    convs = [v for k, v in ckpt["state_dict"].items() if k.startswith("student") and v.ndim == 4]
+    assert convs and all(v.is_contiguous(memory_format=torch.channels_last) for v in convs)

@@ -13,6 +13,7 @@ import lightning as L
 import torch
 
 from src.models.labeller import DenseLabeller
+from src.utils.precision import gpu_autocast
 
 
 class DenseLabelModule(L.LightningModule):
@@ -42,7 +43,8 @@ class DenseLabelModule(L.LightningModule):
                 groups.setdefault(tuple(item["image"].shape[-2:]), []).append(i)
         for indices in groups.values():
             images = torch.stack([batch[i]["image"] for i in indices]).to(self.device)
-            with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+            dtype = getattr(self.labeller.model, "autocast_dtype", "bfloat16")
+            with gpu_autocast(self.device, dtype):
                 outputs = self.labeller.label_batch(
                     images, [batch[i]["orig_size"] for i in indices], self.keep_probs)
             for i, (labels, confidence, probs) in zip(indices, outputs):

@@ -22,6 +22,7 @@ from src.models.teacher import MaskCLIPTeacher
 from src.prompts.vocabulary import ClassVocabulary, load_vocabulary
 from src.metrics.segmentation import report_per_class
 from src.utils.visualize import image_at, log_panel, make_palette, overlay_panel
+from src.utils.precision import gpu_autocast
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class MaskCLIPLitModule(L.LightningModule):
         Returns:
             C×H×W class probabilities.
         """
-        with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+        with gpu_autocast(self.device, getattr(self.teacher, "autocast_dtype", "bfloat16")):
             probs = self.teacher(image[None].to(self.device), output_size=tuple(output_size))
         return probs[0].float()
 

@@ -382,7 +382,7 @@ def case_label_throughput(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]
                                   for i in range(batch)],
         f"batch of {batch}": lambda: labeller.label_batch(images, sizes),
     }
-    session = interleave(variants, ctx, clock)
+    session = interleave(variants, ctx if ctx.gpu else ctx.limited(3), clock)
     row = compare(session, "one at a time", f"batch of {batch}",
                   f"{batch} images {size}x{size}, {len(VOC20)} classes, whole image")
     per_second = {name: batch / summarize(times)["median_s"]
@@ -464,7 +464,8 @@ def case_teacher_share(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]:
 
     session = interleave({"online teacher": lambda: step(teacher_labels),
                           "labels from disk": lambda: step(disk_labels),
-                          "teacher alone": teacher_labels}, ctx, clock)
+                          "teacher alone": teacher_labels},
+                         ctx if ctx.gpu else ctx.limited(3), clock)  # CPU: ~25 s a round
     setting = f"{backbone} DeepLabv2 student, {size}x{size}, batch {batch}, {ctx.model} teacher"
     rows = [compare(session, "online teacher", "labels from disk", setting),
             compare(session, "teacher alone", "online teacher", setting)]
@@ -619,9 +620,10 @@ def case_text_classifier(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]:
     a, b = ours(), theirs()
     max_diff = float((a.float() - b.float().T.reshape(a.shape)).abs().max()
                      if a.shape != b.shape else (a.float() - b.float()).abs().max())
-    # The correctness check above was the warm-up; open_clip's builder takes about a minute.
+    # The correctness check above was the warm-up; open_clip's builder takes ~50 s on the CPU.
     session = interleave({"open_clip build_zero_shot_classifier": theirs,
-                          "ours (causal prefix)": ours}, ctx.limited(2, warmup=0), clock)
+                          "ours (causal prefix)": ours},
+                         ctx.limited(2 if ctx.gpu else 1, warmup=0), clock)
     row = compare(session, "open_clip build_zero_shot_classifier", "ours (causal prefix)",
                   f"{len(names)} classes x {len(templates)} templates, {ctx.model}")
     return {
@@ -802,19 +804,16 @@ def case_speedups(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]:
     for fmt in ("contiguous", "channels_last"):
         torch.manual_seed(4)
         student = SegStudent(teacher.class_embeddings.detach().cpu(), backbone=backbone,
-                             pretrained=None, allow_random_init=True).to(ctx.device).train()
-        if fmt == "channels_last":
-            student = student.to(memory_format=torch.channels_last)
+                             pretrained=None, allow_random_init=True,
+                             channels_last=fmt == "channels_last").to(ctx.device).train()
         students[fmt] = student
         optimizers[fmt] = torch.optim.SGD(student.parameters(), lr=1e-3, momentum=0.9)
     images = torch.randn(s_batch, 3, s_size, s_size, device=ctx.device)
     target = torch.randint(0, len(VOC20), (s_batch, s_size, s_size), device=ctx.device)
 
     def step(fmt):
-        inputs = images.contiguous(memory_format=torch.channels_last) if fmt != "contiguous" \
-            else images
         with torch.enable_grad():
-            logits = F.interpolate(students[fmt](inputs), size=(s_size, s_size),
+            logits = F.interpolate(students[fmt](images), size=(s_size, s_size),
                                    mode="bilinear", align_corners=False)
             loss = F.cross_entropy(logits, target)
             optimizers[fmt].zero_grad(set_to_none=True)
@@ -847,6 +846,31 @@ def case_speedups(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]:
         notes["compile_error"] = f"{type(err).__name__}: {str(err)[:300]}"
     teacher.compile, teacher._compiled_dense = False, None
     torch._dynamo.reset()
+
+    if ctx.gpu and ctx.precision == "bf16":
+        # autocast caches weight casts only for parameters that require grad, so a frozen
+        # teacher's fp32 weights are re-cast to bf16 on every call. Stored as bf16 up front
+        # (matmul/conv weights and biases only: exactly what autocast would cast) they are not.
+        import copy
+
+        stored = copy.deepcopy(teacher)
+        for module in stored.clip.visual.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+                module.to(torch.bfloat16)
+            if isinstance(module, torch.nn.MultiheadAttention):
+                module.in_proj_weight.data = module.in_proj_weight.data.bfloat16()
+                module.in_proj_bias.data = module.in_proj_bias.data.bfloat16()
+        if getattr(stored.clip.visual, "proj", None) is not None:
+            stored.clip.visual.proj.data = stored.clip.visual.proj.data.bfloat16()
+        with torch.no_grad(), ctx.autocast():
+            notes["bf16_weights_max_abs_diff"] = float(
+                (stored.dense_features(x) - teacher.dense_features(x)).abs().max())
+        session = interleave({"fp32 weights (autocast casts)": lambda: teacher.dense_features(x),
+                              "bf16 weights stored": lambda: stored.dense_features(x)},
+                             ctx, clock)
+        rows.append(compare(session, "fp32 weights (autocast casts)", "bf16 weights stored",
+                            f"teacher dense features, {size}x{size}, batch {batch}"))
+        del stored
 
     # DataLoader workers: persistent (and pinned on a GPU) vs re-spawned every epoch.
     folder = Path(tempfile.mkdtemp(prefix="bench_loader_"))

@@ -124,7 +124,7 @@ def build_module(cfg: DictConfig):
         guided_steps=round(cfg.guided_fraction * cfg.max_steps),
         self_training=to_plain(cfg.self_training), num_overlays=cfg.num_overlays,
         report_unseen=split, student_cfg=to_plain(cfg.student),
-        channels_last=cfg.get("channels_last"), **to_plain(cfg.optim))
+        **to_plain(cfg.optim))
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:

@@ -329,3 +329,21 @@ def test_compiled_dense_pass_matches_eager_and_still_pickles(tiny_vit):
     torch.testing.assert_close(feats, eager_feats, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(keys, eager_keys, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(twin_feats, eager_feats, atol=1e-5, rtol=1e-4)
+
+
+def test_resized_positions_are_cached_until_the_weights_change(tiny_vit):
+    """The resized positional embedding is reused across calls, and an in-place weight change
+    (load_state_dict copies in place) is seen at once."""
+    x = torch.randn(1, 3, 64, 96)  # not the native grid: the embedding is resized
+    first = tiny_vit.dense_features(x)
+    assert len(tiny_vit._position_cache) == 1
+    torch.testing.assert_close(tiny_vit.dense_features(x), first)
+    assert len(tiny_vit._position_cache) == 1  # reused, not recomputed
+
+    state = {k: v.clone() for k, v in tiny_vit.state_dict().items()}
+    state["clip.visual.positional_embedding"].mul_(3.0)
+    tiny_vit.load_state_dict(state)
+    changed = tiny_vit.dense_features(x)
+    tiny_vit._position_cache.clear()
+    torch.testing.assert_close(changed, tiny_vit.dense_features(x))  # same as a fresh resize
+    assert not torch.allclose(changed, first)

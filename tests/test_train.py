@@ -301,14 +301,16 @@ def test_ckpt_path_last_and_auto(tmp_path):
 
 
 def test_channels_last_student_follows_the_same_losses(tmp_path):
-    """channels_last=true (NHWC convolutions; auto on CUDA) changes memory layout, not maths:
-    the student's weights end up NHWC and the losses match the default layout's."""
+    """student.channels_last=true (NHWC convolutions) changes memory layout, not maths: the
+    student's weights end up NHWC and the losses match the default layout's."""
     from src.train import train
 
     common = ["experiment=world_annofree", *FAST, "max_steps=3", "val_every=3",
               "checkpoint_every=3", "trainer.log_every_n_steps=1", "test_after_fit=false"]
-    train(compose_train([*common, f"paths.output_dir={tmp_path / 'nchw'}"]))
-    train(compose_train([*common, f"paths.output_dir={tmp_path / 'nhwc'}", "channels_last=true"]))
+    train(compose_train([*common, f"paths.output_dir={tmp_path / 'nchw'}",
+                         "student.channels_last=false"]))
+    train(compose_train([*common, f"paths.output_dir={tmp_path / 'nhwc'}",
+                         "student.channels_last=true"]))
     expected, got = _losses(tmp_path / "nchw"), _losses(tmp_path / "nhwc")
     assert sorted(got) == sorted(expected) == [0, 1, 2]
     for step in got:

@@ -95,7 +95,6 @@ class MaskCLIPPlusLitModule(L.LightningModule):
         image_mean: Sequence[float] | None = None,
         image_std: Sequence[float] | None = None,
         class_embeddings: Tensor | None = None,
-        channels_last: bool | None = None,
     ) -> None:
         super().__init__()
         if setting not in ("annofree", "zeroshot", "supervised"):
@@ -105,7 +104,6 @@ class MaskCLIPPlusLitModule(L.LightningModule):
         if setting != "supervised" and teacher is None:
             raise ValueError(f"setting={setting} needs a teacher")
         self.vocabulary = load_vocabulary(vocabulary)
-        self.channels_last = channels_last
         self.setting = setting
         self.unseen = sorted(unseen) if unseen else None
         self.background_index = background_index
@@ -164,15 +162,6 @@ class MaskCLIPPlusLitModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self._place_teacher()
-        if self._use_channels_last():
-            self.student.to(memory_format=torch.channels_last)
-
-    def _use_channels_last(self) -> bool:
-        """NHWC student convolutions: 1.12x faster R101 train steps on an H100 in bf16, 0.8x on
-        the CPU (docs/bench.md, ``speedups``), so ``None`` means on CUDA only."""
-        if self.channels_last is None:
-            return self.device.type == "cuda"
-        return bool(self.channels_last)
 
     # ------------------------------------------------------------------ phases
     def phase_at(self, step: int) -> str:
@@ -244,8 +233,6 @@ class MaskCLIPPlusLitModule(L.LightningModule):
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         images, mask = batch["image"], batch["mask"]
-        if self._use_channels_last():
-            images = images.contiguous(memory_format=torch.channels_last)
         logits = self.student(images)
         target, stats = self.make_targets(images, mask, logits)
         logits = F.interpolate(logits, size=mask.shape[-2:], mode="bilinear",

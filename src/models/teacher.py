@@ -173,6 +173,7 @@ class MaskCLIPTeacher(nn.Module):
         self.autocast_dtype = autocast_dtype  # read by the LitModules (utils.precision)
         self.compile = compile
         self._compiled_dense = None  # built on first use, dropped when pickled (DDP spawn)
+        self._position_cache: dict[tuple, Tensor] = {}  # resized positional embeddings
         self.tokenizer = open_clip.get_tokenizer(spec.arch)
         pp = getattr(clip.visual, "preprocess_cfg", {}) or {}
         self.image_mean = tuple(pp.get("mean", open_clip.OPENAI_DATASET_MEAN))
@@ -190,6 +191,7 @@ class MaskCLIPTeacher(nn.Module):
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_compiled_dense"] = None  # a compiled function does not pickle; rebuilt lazily
+        state["_position_cache"] = {}
         return state
 
     # ------------------------------------------------------------------ frozen-ness
@@ -238,8 +240,7 @@ class MaskCLIPTeacher(nn.Module):
         x = x.flatten(2).transpose(1, 2)
         cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1)
-        pos = resize_positional_embedding(visual.positional_embedding, visual.grid_size, grid)
-        x = x + pos.to(x.dtype)
+        x = x + self._positional_embedding(grid).to(x.dtype)
         x = visual.patch_dropout(x)
         x = visual.ln_pre(x)
         transformer = visual.transformer
@@ -251,6 +252,28 @@ class MaskCLIPTeacher(nn.Module):
         if not batch_first:
             x = x.transpose(0, 1)
         return x, grid
+
+    def _positional_embedding(self, grid: tuple[int, int]) -> Tensor:
+        """The (1+h·w)×W positional embedding for ``grid``, resized once and cached.
+
+        Bicubic resizing of a 768-channel 14×14 grid takes ~3 ms on an H100, a tenth of a
+        batch-32 dense pass at 448² (docs/profile_gpu_448_b32_before_pos_cache.txt), so it is
+        not redone per call. The key holds the parameter's version counter and storage, so
+        loading new weights (an in-place copy) or moving the model invalidates it.
+        """
+        visual = self.clip.visual
+        pos = visual.positional_embedding
+        if torch.compiler.is_compiling():  # inductor fuses it; a dict lookup would break graphs
+            return resize_positional_embedding(pos, visual.grid_size, grid)
+        key = (tuple(grid), pos.device, pos.dtype, pos.data_ptr(), pos._version)
+        cached = self._position_cache.get(key)
+        if cached is None:
+            if len(self._position_cache) >= 16:  # many input sizes (whole-image mode): bounded
+                self._position_cache.clear()
+            with torch.no_grad():
+                cached = resize_positional_embedding(pos, visual.grid_size, grid)
+            self._position_cache[key] = cached
+        return cached
 
     def _last_block(self) -> nn.Module:
         return self.clip.visual.transformer.resblocks[-1]

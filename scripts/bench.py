@@ -25,8 +25,9 @@ New cases are functions ``case(ctx) -> dict`` registered in ``CASES`` with ``@re
 * ``refine_overhead``: query scores with key smoothing + prompt denoising vs without (448²).
 * ``teacher_share``: one MaskCLIP+ train step (R50 DeepLabv2 student, 320², batch 2, the
   teacher model) with online pseudo-labels vs labels read from PNG files; the teacher's share.
-* ``memory_ratio_2048x1024``: peak RSS of teacher evaluation on 2048×1024 (sliding window)
-  vs 512² (whole image), each in its own subprocess.
+* ``memory_ratio_2048x1024``: peak RSS (on CUDA: peak allocated CUDA memory) of teacher
+  evaluation on 2048×1024 (sliding window) vs 512² (whole image), each in its own subprocess
+  holding only that model.
 * ``text_classifier_speedup``: our causal-prefix text classifier vs open_clip's
   ``build_zero_shot_classifier`` for 171 COCO-Stuff classes × 5 templates, with the max diff.
 * ``resolution_scaling``: whole vs sliding window at 224, 448 and 896, plotted to
@@ -486,93 +487,64 @@ sys.path.insert(0, {root!r})
 import torch
 torch.set_num_threads({threads})
 from src.models.teacher import MaskCLIPTeacher
+from src.utils.precision import gpu_autocast
+device = torch.device({device!r})
 teacher = MaskCLIPTeacher({model!r}, None, cache_dir=None,
                           inference=dict(mode={mode!r}, crop_size=224, stride=112,
                                          crop_batch_size=8))
 teacher.set_vocabulary([f"class {{i}}" for i in range(19)], "single")
+teacher.to(device)
 def hwm_mb():
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
-image = torch.randn(1, 3, {h}, {w})
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-try:  # reset the high-water mark: loading torch and the model must not hide evaluation's peak
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+image = torch.randn(1, 3, {h}, {w}, device=device)
+if device.type == "cuda":  # allocated CUDA memory: the model plus evaluation
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated() / 2**20
+    torch.cuda.reset_peak_memory_stats()
     reset = True
-except OSError:
-    reset = False
+else:
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:  # reset the high-water mark: loading torch and the model must not hide the peak
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        reset = True
+    except OSError:
+        reset = False
 start = time.perf_counter()
-with torch.no_grad():
+with torch.no_grad(), gpu_autocast(device, {autocast!r}):
     labels = teacher(image).argmax(1)
-peak = hwm_mb() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+if device.type == "cuda":
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() / 2**20
+else:
+    peak = hwm_mb() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print("RESULT", base, peak, time.perf_counter() - start)
 """
 
 
 @register("memory_ratio_2048x1024")
 def case_memory_ratio(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]:
-    """Peak RSS of teacher evaluation: 2048×1024 (sliding window) vs 512² (whole), each in its
-    own process (a process's peak never goes down)."""
+    """Peak RSS (CUDA: allocated CUDA memory) of teacher evaluation: 2048×1024 (sliding window)
+    vs 512² (whole), each in its own process (a process's peak RSS never goes down, and the
+    process holds only this model)."""
     import subprocess
 
     shapes = {"2048x1024 slide": (1024, 2048, "slide"), "512x512 whole": (512, 512, "whole")}
     if ctx.quick:
         shapes = {"256x128 slide": (128, 256, "slide"), "64x64 whole": (64, 64, "whole")}
     model = "tiny-vit" if ctx.quick else ctx.model
-    if ctx.gpu:
-        return _memory_ratio_cuda(ctx, shapes, model)
     peaks = {}
     for name, (h, w, mode) in shapes.items():
         code = _MEMORY_SCRIPT.format(root=str(ROOT), threads=torch.get_num_threads(), model=model,
-                                     mode=mode, h=h, w=w)
+                                     mode=mode, h=h, w=w, device=str(ctx.device),
+                                     autocast="bfloat16" if ctx.precision == "bf16" else "float32")
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               timeout=max(60, int(ctx.case_timeout)))
         if proc.returncode != 0:
             raise RuntimeError(f"memory case {name} failed: {proc.stderr[-2000:]}")
         base, peak, seconds = (float(v) for v in proc.stdout.split("RESULT")[1].split())
         peaks[name] = {"model_loaded_mb": base, "peak_mb": peak, "seconds": seconds}
-    (big, small) = list(peaks)
-    ratio = peaks[big]["peak_mb"] / peaks[small]["peak_mb"]
-    row = {"setting": f"{model}, 19 classes, crop 224 stride 112", "a": big, "b": small,
-           "times": {big: summarize([peaks[big]["peak_mb"] / 1e3]),
-                     small: summarize([peaks[small]["peak_mb"] / 1e3])},
-           "ratio": ratio, "paired_ratio": ratio, "repeats_run": 1, "capped": False,
-           "noisy": False}
-    return {
-        "description": "peak resident memory while evaluating (labels at full size); the peak "
-                       "is reset after loading, so it is the model plus evaluation",
-        "ratio_definition": "peak RSS 2048x1024 slide / 512x512 whole (target <= 1.5; the "
-                            "A/B columns hold MB, not ms)",
-        "peaks_mb": peaks,
-        "measurements": [row],
-    }
-
-
-def _memory_ratio_cuda(ctx: BenchContext, shapes: dict, model: str) -> dict[str, Any]:
-    """The memory case on a GPU: peak allocated CUDA memory (model + evaluation), in process,
-    since ``torch.cuda.reset_peak_memory_stats`` resets it."""
-    from src.models.inference import InferenceConfig
-
-    teacher = ctx.teacher(model)
-    teacher.set_vocabulary([f"class {i}" for i in range(19)], "single")
-    before = teacher.inference
-    peaks = {}
-    for name, (h, w, mode) in shapes.items():
-        teacher.inference = InferenceConfig(mode=mode, crop_size=224, stride=112,
-                                            crop_batch_size=8)
-        image = torch.randn(1, 3, h, w, device=ctx.device)
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(ctx.device)
-        base = torch.cuda.memory_allocated(ctx.device) / 2**20
-        start = time.perf_counter()
-        with torch.no_grad(), ctx.autocast():
-            teacher(image).argmax(1)
-        ctx.sync()
-        peaks[name] = {"model_loaded_mb": base,
-                       "peak_mb": torch.cuda.max_memory_allocated(ctx.device) / 2**20,
-                       "seconds": time.perf_counter() - start}
-        del image
-    teacher.inference = before
     (big, small) = list(peaks)
     ratio = peaks[big]["peak_mb"] / peaks[small]["peak_mb"]
     row = {"setting": f"{model}, 19 classes, crop 224 stride 112, {ctx.precision}",
@@ -582,9 +554,10 @@ def _memory_ratio_cuda(ctx: BenchContext, shapes: dict, model: str) -> dict[str,
            "ratio": ratio, "paired_ratio": ratio, "repeats_run": 1, "capped": False,
            "noisy": False}
     return {
-        "description": "peak allocated CUDA memory while evaluating (model included)",
-        "ratio_definition": "peak CUDA memory 2048x1024 slide / 512x512 whole (target <= 1.5; "
-                            "the A/B columns hold MB, not ms)",
+        "description": "peak resident memory while evaluating (labels at full size); the peak "
+                       "is reset after loading, so it is the model plus evaluation",
+        "ratio_definition": ("peak CUDA memory" if ctx.gpu else "peak RSS")
+        + " 2048x1024 slide / 512x512 whole (target <= 1.5; the A/B columns hold MB, not ms)",
         "peaks_mb": peaks,
         "measurements": [row],
     }

@@ -347,3 +347,19 @@ def test_resized_positions_are_cached_until_the_weights_change(tiny_vit):
     tiny_vit._position_cache.clear()
     torch.testing.assert_close(changed, tiny_vit.dense_features(x))  # same as a fresh resize
     assert not torch.allclose(changed, first)
+
+
+def test_in_place_softmax_matches_torch_and_only_when_asked(tiny_vit):
+    from src.models.teacher import softmax_
+
+    scores = torch.randn(2, 5, 7, 3) * 40  # large logits: the max shift must be there
+    reference = torch.softmax(scores, 1)
+    torch.testing.assert_close(softmax_(scores.clone(), 1), reference)
+    tiny_vit.set_vocabulary([f"class {i}" for i in range(5)], "single")
+    kept = scores.clone()
+    probs = tiny_vit.scores_to_probs(kept)
+    torch.testing.assert_close(kept, scores)  # the default leaves the caller's tensor alone
+    owned = scores.clone()
+    in_place = tiny_vit.scores_to_probs(owned, inplace=True)
+    torch.testing.assert_close(in_place, probs)
+    assert in_place.data_ptr() == owned.data_ptr()  # no second full-size map

@@ -626,9 +626,11 @@ def case_resolution_scaling(ctx: BenchContext, clock: CaseClock) -> dict[str, An
     rows, curve = [], {"whole": [], "slide": []}
     for size in sizes:
         x = torch.randn(1, 3, size, size, device=ctx.device)
+        # CPU: one timed round at the largest size (~15 s per variant and round)
+        rounds = 1 if size == sizes[-1] and not ctx.gpu and not ctx.quick else 2
         session = interleave({"whole": lambda: whole_scores(fn, x, s),
                               "slide": lambda: slide_scores(fn, x, s, cfg)},
-                             ctx.limited(2, warmup=1), clock)
+                             ctx.limited(rounds, warmup=1), clock)
         row = compare(session, "slide", "whole", f"{size}x{size}")
         rows.append(row)
         for name in curve:
@@ -685,7 +687,7 @@ def case_dense_throughput(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]
         inputs = {b: torch.randn(b, 3, size, size, device=ctx.device) for b in batches}
         variants = {f"{what}, batch {b}": (lambda x=x: fn(x)) for b, x in inputs.items()}
         batch_of = {f"{what}, batch {b}": b for b in batches}
-        session = _per_image(interleave(variants, ctx if ctx.gpu else ctx.limited(3), clock),
+        session = _per_image(interleave(variants, ctx if ctx.gpu else ctx.limited(2), clock),
                              batch_of)
         one = f"{what}, batch 1"
         for name in variants:
@@ -795,7 +797,7 @@ def case_speedups(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]:
 
     session = interleave({"contiguous": lambda: step("contiguous"),
                           "channels_last": lambda: step("channels_last")},
-                         ctx if ctx.gpu else ctx.limited(3), clock)
+                         ctx if ctx.gpu else ctx.limited(2), clock)
     rows.append(compare(session, "contiguous", "channels_last",
                         f"{backbone} DeepLabv2 train step, {s_size}x{s_size}, batch {s_batch}"))
     del students, optimizers

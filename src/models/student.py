@@ -108,9 +108,9 @@ class SegStudent(nn.Module):
         head_dilations: ASPP dilations (default: the official 6/12/18/24, or 1/12/24/36 for v3+).
         backbone_kwargs: extra timm constructor arguments, e.g. narrower ``channels``.
         channels_last: keep weights and inputs NHWC. It changes memory layout, not results
-            (up to float rounding). Measured per train step: ResNet-50 DeepLabv2 1.17x on the
-            CPU, ResNet-101 1.13x on an H100 in bf16 (docs/bench.md, ``speedups``), the world
-            student 1.09x on the CPU; every shipped student config turns it on.
+            (up to float rounding). Measured per train step: ResNet-50 DeepLabv2 1.17-1.32x on the
+            CPU, ResNet-101 1.13-1.16x on an H100 in bf16 (docs/bench.md, ``speedups``), the world
+            student 1.09x on the CPU. The real-data student configs turn it on.
     """
 
     def __init__(self, class_embeddings: Tensor, backbone: str = "resnet101c",

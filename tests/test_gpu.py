@@ -106,3 +106,38 @@ def test_world_student_trains_on_gpu_in_bf16(tmp_path):
     teacher_miou = _miou(torch.cat([teacher(c).argmax(1) for c in images.split(50)]), masks)
     print(f"GPU bf16 student {metrics['test/mIoU']:.2f} vs teacher {teacher_miou:.2f}")
     assert metrics["test/mIoU"] >= teacher_miou + 2.0, (metrics["test/mIoU"], teacher_miou)
+
+
+def test_src_label_and_src_eval_on_gpu_match_the_cpu(tmp_path):
+    """The entry points on CUDA (bf16 autocast in the LitModules): src.label writes the CPU's
+    masks on nearly every pixel, and src.eval gives the CPU's world mIoU within half a point."""
+    import numpy as np
+    from PIL import Image
+
+    from src.eval import evaluate
+    from src.label import label
+    from src.utils.experiments import compose_config
+
+    common = ["data=world", "+data.dataset_kwargs.num_images=40", "teacher=world",
+              "prompts=world", "scale=null", "trainer.enable_progress_bar=false",
+              "num_workers=0"]
+    for device in ("cpu", "gpu"):
+        label(compose_config("label", [*common, f"out={tmp_path / device}",
+                                       f"trainer.accelerator={device}"]))
+    cpu_masks = sorted((tmp_path / "cpu" / "masks").glob("*.png"))
+    assert len(cpu_masks) == 40
+    agree = [np.mean(np.asarray(Image.open(p)) ==
+                     np.asarray(Image.open(tmp_path / "gpu" / "masks" / p.name)))
+             for p in cpu_masks]
+    print(f"src.label cpu vs gpu pixel agreement {np.mean(agree):.4f}")
+    assert np.mean(agree) >= 0.98
+
+    results = {}
+    for device in ("cpu", "gpu"):
+        cfg = compose_config("eval", ["experiment=world_maskclip", "logger=csv",
+                                      f"paths.output_dir={tmp_path / ('eval_' + device)}",
+                                      "trainer.enable_progress_bar=false",
+                                      f"trainer.accelerator={device}"])
+        results[device] = evaluate(cfg)["summary"]["mIoU"]
+    print(f"src.eval world mIoU cpu {results['cpu']:.2f} gpu {results['gpu']:.2f}")
+    assert abs(results["gpu"] - results["cpu"]) <= 0.5, results

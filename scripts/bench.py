@@ -33,7 +33,7 @@ New cases are functions ``case(ctx) -> dict`` registered in ``CASES`` with ``@re
 * ``resolution_scaling``: whole vs sliding window at 224, 448 and 896, plotted to
   ``<markdown stem>_resolution.png`` beside the table.
 * ``dense_throughput``: teacher images per second at 448² by batch size (dense features, and
-  labels at input size); on a GPU also the largest batch through ``teacher.compile=true``.
+  labels at input size); on a GPU also the largest batch through ``teacher.compile_dense=true``.
 * ``speedups``: the candidate speed-ups, each against the plain way: ``torch.inference_mode``,
   channels_last for the student's train step, ``torch.compile`` of the teacher, persistent
   (and, on a GPU, pinned) DataLoader workers.
@@ -670,6 +670,29 @@ def _per_image(session: Session, batch_of: dict[str, int]) -> Session:
                     for name, times in session.times.items()}, session.rounds, session.capped)
 
 
+def _eager_vs_compiled(teacher, x: torch.Tensor, ctx: BenchContext, clock: CaseClock
+                       ) -> tuple[Session, float]:
+    """The teacher's dense pass, eager vs ``compile_dense=True`` (variants ``eager`` and
+    ``torch.compile``), and the seconds the first compiled call (compilation) took. The
+    compiled graph is dropped afterwards."""
+    def dense(compiled: bool):
+        teacher.compile_dense = compiled
+        return teacher.dense_features(x)
+
+    try:
+        start = time.perf_counter()
+        with torch.no_grad(), ctx.autocast():
+            dense(True)
+        ctx.sync()
+        compile_seconds = time.perf_counter() - start
+        session = interleave({"eager": lambda: dense(False),
+                              "torch.compile": lambda: dense(True)}, ctx, clock)
+    finally:
+        teacher.compile_dense, teacher._compiled_dense = False, None
+        torch._dynamo.reset()
+    return session, compile_seconds
+
+
 @register("dense_throughput")
 def case_dense_throughput(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]:
     """Teacher images per second at 448² by batch size: dense features, and labels (20 classes,
@@ -696,26 +719,17 @@ def case_dense_throughput(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]
                 rows.append(compare(session, one, name,
                                     f"{size}x{size}, {ctx.model}, {ctx.precision}, per image"))
         del inputs
-    if ctx.gpu and not ctx.quick:  # the largest batch again through teacher.compile=true
+    if ctx.gpu and not ctx.quick:  # the largest batch again through teacher.compile_dense
         b = batches[-1]
-        x = torch.randn(b, 3, size, size, device=ctx.device)
         eager, compiled = f"dense_features, batch {b}", f"dense_features, batch {b}, compiled"
-
-        def dense(compile_: bool):
-            teacher.compile = compile_
-            return teacher.dense_features(x)
-
-        with torch.no_grad(), ctx.autocast():
-            dense(True)  # compilation, untimed
-        session = _per_image(interleave({eager: lambda: dense(False),
-                                         compiled: lambda: dense(True)}, ctx, clock),
-                             {eager: b, compiled: b})
+        session, _ = _eager_vs_compiled(
+            teacher, torch.randn(b, 3, size, size, device=ctx.device), ctx, clock)
+        session = _per_image(Session({eager: session.times["eager"],
+                                      compiled: session.times["torch.compile"]},
+                                     session.rounds, session.capped), {eager: b, compiled: b})
         per_second[compiled] = 1.0 / summarize(session.times[compiled])["median_s"]
         rows.append(compare(session, eager, compiled,
                             f"{size}x{size}, {ctx.model}, {ctx.precision}, per image"))
-        teacher.compile, teacher._compiled_dense = False, None
-        torch._dynamo.reset()
-        del x
     dense = {n: v for n, v in per_second.items() if n.startswith("dense_features")}
     labels = {n: v for n, v in per_second.items() if n.startswith("labels")}
     return {
@@ -803,24 +817,12 @@ def case_speedups(ctx: BenchContext, clock: CaseClock) -> dict[str, Any]:
     del students, optimizers
 
     # torch.compile of the dense pass; the first call (compilation) is timed apart.
-    def dense(compiled: bool):
-        teacher.compile = compiled  # MaskCLIPTeacher(compile=True), teacher.compile=true
-        return teacher.dense_features(x)
-
     try:
-        start = time.perf_counter()
-        with torch.no_grad(), ctx.autocast():
-            dense(True)
-        ctx.sync()
-        notes["compile_seconds"] = time.perf_counter() - start
-        session = interleave({"eager": lambda: dense(False),
-                              "torch.compile": lambda: dense(True)}, ctx, clock)
+        session, notes["compile_seconds"] = _eager_vs_compiled(teacher, x, ctx, clock)
         rows.append(compare(session, "eager", "torch.compile",
                             f"teacher dense features, {size}x{size}, batch {batch}"))
     except Exception as err:  # no compiler toolchain, unsupported op ...: say so, go on
         notes["compile_error"] = f"{type(err).__name__}: {str(err)[:300]}"
-    teacher.compile, teacher._compiled_dense = False, None
-    torch._dynamo.reset()
 
     if ctx.gpu and ctx.precision == "bf16":
         # autocast caches weight casts only for parameters that require grad, so a frozen

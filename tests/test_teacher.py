@@ -310,13 +310,13 @@ def test_model_temperature(tiny_vit):
 
 
 def test_compiled_dense_pass_matches_eager_and_still_pickles(tiny_vit):
-    """teacher.compile=true runs the same dense pass through torch.compile; the compiled function
+    """teacher.compile_dense=true runs the same dense pass through torch.compile; the compiled function
     is rebuilt after a copy (DDP spawn pickles the module)."""
     import copy
 
     x = torch.randn(2, 3, 64, 48)
     eager_feats, eager_keys = tiny_vit.dense_features_and_keys(x)
-    tiny_vit.compile = True
+    tiny_vit.compile_dense = True
     try:
         feats, keys = tiny_vit.dense_features_and_keys(x)
         assert tiny_vit._compiled_dense is not None
@@ -324,7 +324,7 @@ def test_compiled_dense_pass_matches_eager_and_still_pickles(tiny_vit):
         assert twin._compiled_dense is None
         twin_feats = twin.dense_features(x)
     finally:
-        tiny_vit.compile, tiny_vit._compiled_dense = False, None
+        tiny_vit.compile_dense, tiny_vit._compiled_dense = False, None
         torch._dynamo.reset()
     torch.testing.assert_close(feats, eager_feats, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(keys, eager_keys, atol=1e-5, rtol=1e-4)

@@ -41,9 +41,10 @@ class DenseLabelModule(L.LightningModule):
                 results[i] = dict(item)
             else:
                 groups.setdefault(tuple(item["image"].shape[-2:]), []).append(i)
+        # A teacher names its autocast dtype; a student (trained in bf16-mixed) uses bf16.
+        dtype = getattr(self.labeller.model, "autocast_dtype", "bfloat16")
         for indices in groups.values():
             images = torch.stack([batch[i]["image"] for i in indices]).to(self.device)
-            dtype = getattr(self.labeller.model, "autocast_dtype", "bfloat16")
             with gpu_autocast(self.device, dtype):
                 outputs = self.labeller.label_batch(
                     images, [batch[i]["orig_size"] for i in indices], self.keep_probs)

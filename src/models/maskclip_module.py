@@ -92,7 +92,7 @@ class MaskCLIPLitModule(L.LightningModule):
         Returns:
             C×H×W class probabilities.
         """
-        with gpu_autocast(self.device, getattr(self.teacher, "autocast_dtype", "bfloat16")):
+        with gpu_autocast(self.device, self.teacher.autocast_dtype):
             probs = self.teacher(image[None].to(self.device), output_size=tuple(output_size))
         return probs[0].float()
 

@@ -198,7 +198,7 @@ class MaskCLIPPlusLitModule(L.LightningModule):
     @torch.no_grad()
     def teacher_scores(self, images: Tensor) -> Tensor:
         """B×C×H×W teacher probabilities in *dataset* class indices (background column = -inf)."""
-        with gpu_autocast(self.device, getattr(self.teacher, "autocast_dtype", "bfloat16")):
+        with gpu_autocast(self.device, self.teacher.autocast_dtype):
             probs = self.teacher(images).float()
         if self.background_index is None:
             return probs

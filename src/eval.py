@@ -19,7 +19,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.utils.config import CONFIG_DIR, instantiate_loggers, to_plain
+from src.utils.config import CONFIG_DIR, fidelity_items, instantiate_loggers, to_plain
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,8 @@ def evaluate_student(cfg: DictConfig, datamodule) -> dict[str, Any]:
     from src.models.maskclip_plus_module import load_student
 
     module = load_student(cfg.ckpt_path)
+    # The evaluation protocol, not the checkpoint, decides how logits reach the GT's size.
+    module.test_resize = cfg.get("test_resize") or module.test_resize
     if cfg.get("zero_shot_split"):
         # The split is resolved against the checkpoint's own vocabulary; only the metric changes.
         names = list(module.vocabulary.names)
@@ -124,6 +126,7 @@ def run_settings(cfg: DictConfig) -> dict[str, Any]:
         "head": cfg.teacher.get("head"), "refine": to_plain(cfg.refine),
         "postproc": (cfg.get("postproc") or {}).get("kind", "none"),
         "protocol": protocol.get("name", "none"),
+        "fidelity": fidelity_items(cfg),
         "inference": OmegaConf.to_container(cfg.inference, resolve=True),
         "background_threshold": cfg.get("background_threshold"),
     }

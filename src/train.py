@@ -121,10 +121,34 @@ def build_module(cfg: DictConfig):
         teacher=teacher, student=instantiate(cfg.student), vocabulary=vocabulary,
         templates=to_plain(cfg.prompts.templates), setting=cfg.setting, unseen=unseen,
         background_index=background_index, max_steps=cfg.max_steps,
-        guided_steps=round(cfg.guided_fraction * cfg.max_steps),
+        guided_steps=guided_steps(cfg.guided_fraction, cfg.max_steps, cfg.get("guided_offset", 0)),
         self_training=to_plain(cfg.self_training), num_overlays=cfg.num_overlays,
         report_unseen=split, student_cfg=to_plain(cfg.student),
-        **to_plain(cfg.optim))
+        loss_average=(cfg.get("loss") or {}).get("average", "valid_pixels"),
+        test_resize=cfg.get("test_resize", "direct"), **to_plain(cfg.optim))
+
+
+def guided_steps(fraction: float, max_steps: int, offset: int = 0) -> int:
+    """How many optimizer steps the teacher guides in zero-shot round 0.
+
+    The official zero-shot configs set ``start_clip_guided=(1, T/10 - 1)`` on mmseg's 1-based
+    iteration counter, so the teacher labels T/10 - 1 iterations (1,999 of VOC's 20k), not
+    T/10: ``fidelity=official`` sets ``guided_offset=-1``.
+    """
+    return max(0, round(fraction * max_steps) + int(offset))
+
+
+def suppressed_classes(setting: str, num_classes: int, unseen) -> list[int] | None:
+    """The classes the official ``LoadAnnotations(suppress_labels=...)`` turns into -1.
+
+    The crop rule ``cat_max_ratio`` sees them as one category: every class annotation-free,
+    the unseen classes in zero-shot, none when training on ground truth.
+    """
+    if setting == "annofree":
+        return list(range(num_classes))
+    if setting == "zeroshot":
+        return list(unseen)
+    return None
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -142,6 +166,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         datamodule.set_normalization(module.teacher.image_mean, module.teacher.image_std)
     mean, std = datamodule.normalization
     module.hparams.update(image_mean=list(mean), image_std=list(std))
+    datamodule.set_suppressed_classes(suppressed_classes(
+        cfg.setting, module.vocabulary.num_classes, module.unseen or []))
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()
                  if node and "_target_" in node]

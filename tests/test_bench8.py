@@ -93,7 +93,7 @@ def test_protocol_presets_resolve_for_all_eight(protocol):
     _, common = _resolved(["protocol=common", "data=cityscapes"])
     assert common["data"]["test_scale"] == [2048, 560]
     assert common["inference"] == {"mode": "slide", "crop_size": 224, "stride": 112,
-                                   "crop_batch_size": 8}
+                                   "crop_batch_size": 8, "align": "crop"}
     _, naclip = _resolved(["protocol=naclip", "data=voc21"])
     assert naclip["inference"]["mode"] == "whole"
 

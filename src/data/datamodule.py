@@ -24,6 +24,7 @@ from src.data.transforms import (
     NORMALIZATION,
     build_eval_transform,
     build_train_transform,
+    check_augment_args,
 )
 
 __all__ = ["SegDataModule", "list_collate", "stack_collate"]
@@ -101,6 +102,13 @@ class SegDataModule(L.LightningDataModule):
         name: The benchmark's name (``voc21``, ``cityscapes``...), which protocol presets key
             their per-dataset settings on; stored only.
         seed: seeds the training stream (sample order and augmentation per step).
+        cat_max_ratio: None (plain random crop) or mmseg's ``RandomCrop`` rule in (0, 1]
+            (official MaskCLIP+: 0.75): the crop is redrawn up to 10 times while one category
+            covers ``>= cat_max_ratio`` of it; classes given to :meth:`set_suppressed_classes`
+            count as one category, as in the official pipeline.
+        photometric: 'jitter' (ColorJitter approximation, padding with the mean colour in the
+            crop step) or 'mmseg' (the exact mmseg 0.20.2 ``PhotoMetricDistortion``, padding after
+            normalisation); see :func:`~src.data.transforms.build_train_transform`.
     """
 
     ignore_index: int = IGNORE_INDEX
@@ -126,6 +134,8 @@ class SegDataModule(L.LightningDataModule):
         zero_shot_split: str | None = None,
         seed: int = 0,
         name: str | None = None,
+        cat_max_ratio: float | None = None,
+        photometric: str = "jitter",
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
@@ -141,6 +151,7 @@ class SegDataModule(L.LightningDataModule):
             raise ValueError(
                 f"Unknown zero_shot_split {zero_shot_split!r}; known: {sorted(ZERO_SHOT_UNSEEN)}."
             )
+        photometric, cat_max_ratio = check_augment_args(photometric, cat_max_ratio, "data.")
         # Hydra hands over ListConfig/DictConfig; plain containers keep hparams and workers simple.
         dataset_kwargs = dict(dataset_kwargs or {})
         test_scale = _ints(test_scale)
@@ -174,6 +185,9 @@ class SegDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.zero_shot_split = zero_shot_split
+        self.cat_max_ratio = cat_max_ratio
+        self.photometric = photometric
+        self.suppressed_classes: tuple[int, ...] | None = None  # see set_suppressed_classes
 
         self._injected: tuple[tuple[float, ...], tuple[float, ...]] | None = None
         self._warned_clip_fallback = False
@@ -192,6 +206,32 @@ class SegDataModule(L.LightningDataModule):
         already set up get their transforms rebuilt.
         """
         self._injected = (tuple(float(m) for m in mean), tuple(float(s) for s in std))
+        self._refresh_transforms()
+
+    def set_suppressed_classes(self, classes: Sequence[int] | None) -> None:
+        """Tells the training crop which classes the official pipeline suppresses.
+
+        The official MaskCLIP+ ``LoadAnnotations(suppress_labels=...)`` turns these classes into
+        -1 before ``RandomCrop``, so its ``cat_max_ratio`` rule counts them as one category. Here
+        the suppression happens later (in the LightningModule); only the crop rule uses this
+        list, the training masks keep their values. Annotation-free training passes every class
+        index, zero-shot the unseen classes, None (or empty) suppresses nothing. Only matters when
+        ``cat_max_ratio`` is set. A training set already set up gets its transform rebuilt.
+
+        Raises:
+            ValueError: If a class index is negative or the ignore index.
+        """
+        classes = None if classes is None else [int(c) for c in classes]
+        if not classes:
+            self.suppressed_classes = None
+        else:
+            unique = tuple(sorted(set(classes)))
+            if unique[0] < 0 or self.ignore_index in unique:
+                raise ValueError(
+                    f"Suppressed classes must be class indices >= 0 other than "
+                    f"{self.ignore_index}, got {classes!r}."
+                )
+            self.suppressed_classes = unique
         self._refresh_transforms()
 
     @property
@@ -230,7 +270,14 @@ class SegDataModule(L.LightningDataModule):
             raise ValueError("Training needs data.crop_size (e.g. [512, 512]).")
         mean, std = self.normalization
         return build_train_transform(
-            self.train_scale, self.crop_size, mean, std, ratio_range=self.ratio_range
+            self.train_scale,
+            self.crop_size,
+            mean,
+            std,
+            ratio_range=self.ratio_range,
+            cat_max_ratio=self.cat_max_ratio,
+            photometric=self.photometric,
+            suppressed_classes=self.suppressed_classes,
         )
 
     def _refresh_transforms(self) -> None:

@@ -231,3 +231,52 @@ def locate_pretrained(arch: str, tag: str, cache_dir: str | None = None) -> str 
         f"Point the teacher at a local file: teacher.pretrained=/path/to/weights.pt "
         f"(OpenAI weights also need teacher.quick_gelu=true), or run with teacher=world, the "
         f"offline world's CLIP, which needs no download.")
+
+
+IMAGE_ACTIVATIONS = ("gelu", "quick_gelu")
+
+
+def set_image_tower_numerics(visual: nn.Module, activation: str | None = None,
+                             ln_eps: float | None = None) -> dict[str, object]:
+    """Change the MLP activation and the LayerNorm eps of a built ViT image tower, in place.
+
+    The official MaskCLIP code rebuilt CLIP's image tower as an mmseg ViT with exact GELU and
+    LayerNorm eps 1e-6 (``configs/_base_/models/maskclip_vit16.py``) and loaded OpenAI weights,
+    trained with QuickGELU and eps 1e-5, into it; its text embeddings came from OpenAI's own
+    model. Reproducing that means changing the image tower alone, after open_clip has built the
+    model: the text tower keeps what ``quick_gelu`` chose. Nothing of open_clip is forked: each
+    block's ``mlp.gelu`` module is swapped and each LayerNorm's ``eps`` attribute is set.
+
+    Args:
+        visual: ``clip.visual`` (an open_clip VisionTransformer; a ModifiedResNet has neither
+            GELU nor LayerNorm and is left as it is, as in the official ``ResNetClip``).
+        activation: ``gelu`` (exact), ``quick_gelu`` (x·σ(1.702x)), or None to keep.
+        ln_eps: the eps of every LayerNorm of the tower (ln_pre, ln_1, ln_2, ln_post), or None.
+
+    Returns:
+        What was changed: ``{"activation": ..., "ln_eps": ..., "blocks": n}`` (empty when
+        nothing was).
+    """
+    from open_clip.transformer import QuickGELU
+
+    if activation is not None and activation not in IMAGE_ACTIVATIONS:
+        raise ValueError(f"teacher.image_act={activation!r}: choose one of "
+                         f"{list(IMAGE_ACTIVATIONS)} or null (keep the model's)")
+    if ln_eps is not None and not (0 < float(ln_eps) < 1):
+        raise ValueError(f"teacher.image_ln_eps={ln_eps!r}: a small positive float such as "
+                         "1e-6 (official mmseg ViT) or 1e-5 (CLIP), or null")
+    changed: dict[str, object] = {}
+    blocks = getattr(getattr(visual, "transformer", None), "resblocks", None)
+    if blocks is None:
+        return changed
+    if activation is not None:
+        make = nn.GELU if activation == "gelu" else QuickGELU
+        for block in blocks:
+            block.mlp.gelu = make()
+        changed.update(activation=activation, blocks=len(blocks))
+    if ln_eps is not None:
+        for module in visual.modules():
+            if isinstance(module, nn.LayerNorm):
+                module.eps = float(ln_eps)
+        changed["ln_eps"] = float(ln_eps)
+    return changed

@@ -1,8 +1,17 @@
 """Whole-image and sliding-window inference over a dense scoring function.
 
-Both modes pad the input bottom/right to a multiple of the output stride, so every feature
-cell covers a fixed block of pixels; the final scores are upsampled to the padded size and
-cropped back, which keeps them pixel-aligned. Sliding windows are batched through the model
+Two ways to align the feature map with the image (``InferenceConfig.align``):
+
+* ``crop`` (default): the input is padded bottom/right to a multiple of the output stride, so
+  every feature cell covers a fixed block of pixels; the scores are upsampled to the padded size
+  and cropped back, which keeps them pixel-aligned.
+* ``stretch`` (the official MaskCLIP code): the feature map is bilinearly resized onto the
+  unpadded input. In whole-image mode the input is not padded here: a ViT pads bottom/right to a
+  multiple of its patch itself (mmseg's ``PatchEmbed(padding='corner')``), so its ⌈H/s⌉ map is
+  stretched over H; a ResNet is not padded at all and its pooling floors the size (520 px → 16
+  cells), so its ⌊H/32⌋ map is stretched over H. Sliding windows still pad (windows are
+  multiples of the stride), and the padded canvas is stretched over the unpadded input.
+ Sliding windows are batched through the model
 (``crop_batch_size`` crops per forward) and their scores are averaged where they overlap at
 *feature* resolution, so memory stays bounded by the feature map, not by B×Q×H×W per window.
 """
@@ -18,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 ScoreFn = Callable[[Tensor], Tensor]  # N×3×h×w -> N×Q×(h/s)×(w/s)
+ALIGNMENTS = ("crop", "stretch")
 
 
 @dataclass(frozen=True)
@@ -29,16 +39,22 @@ class InferenceConfig:
         crop_size: sliding-window (height, width) in pixels; multiples of the output stride.
         stride: sliding-window step (height, width); multiples of the output stride.
         crop_batch_size: crops per forward pass; bounds memory on large images.
+        align: ``crop`` (pixel-aligned, padded and cropped back) or ``stretch`` (the official
+            code: the feature map resized onto the unpadded input); see the module docstring.
     """
 
     mode: Literal["whole", "slide"] = "whole"
     crop_size: tuple[int, int] = (448, 448)
     stride: tuple[int, int] = (224, 224)
     crop_batch_size: int = 8
+    align: Literal["crop", "stretch"] = "crop"
 
     def __post_init__(self) -> None:
         if self.mode not in ("whole", "slide"):
             raise ValueError(f"inference.mode must be 'whole' or 'slide', got {self.mode!r}")
+        if self.align not in ALIGNMENTS:
+            raise ValueError(f"inference.align must be one of {list(ALIGNMENTS)} (crop: "
+                             f"pixel-aligned; stretch: the official code), got {self.align!r}")
         object.__setattr__(self, "crop_size", _pair(self.crop_size, "crop_size"))
         object.__setattr__(self, "stride", _pair(self.stride, "stride"))
         if self.crop_batch_size < 1:
@@ -72,8 +88,15 @@ def window_starts(size: int, crop: int, stride: int) -> list[int]:
     return sorted({min(i * stride, size - crop) for i in range(num)})
 
 
-def whole_scores(score_fn: ScoreFn, images: Tensor, output_stride: int) -> Tensor:
-    """Feature-resolution scores of the whole (padded) image: B×Q×(Hp/s)×(Wp/s)."""
+def whole_scores(score_fn: ScoreFn, images: Tensor, output_stride: int,
+                 align: str = "crop") -> Tensor:
+    """Feature-resolution scores of the whole image: B×Q×(Hp/s)×(Wp/s).
+
+    ``crop`` pads the input to a multiple of ``output_stride`` first; ``stretch`` hands the
+    unpadded input to the model, which pads (ViT) or floors (ResNet) as the official code did.
+    """
+    if align == "stretch":
+        return score_fn(images)
     return score_fn(pad_to_multiple(images, output_stride))
 
 
@@ -111,8 +134,13 @@ def slide_scores(score_fn: ScoreFn, images: Tensor, output_stride: int,
     return canvas / count.to(canvas.dtype)
 
 
-def upsample_scores(scores: Tensor, size: tuple[int, int], output_stride: int) -> Tensor:
-    """Bilinearly upsample feature-resolution scores to the padded input size, then crop.
+def upsample_scores(scores: Tensor, size: tuple[int, int], output_stride: int,
+                    align: str = "crop") -> Tensor:
+    """Bilinearly upsample feature-resolution scores to the input size.
+
+    ``crop``: to the padded size h·s × w·s, then cropped to H×W (pixel-aligned). ``stretch``:
+    straight to H×W, as mmseg's ``EncoderDecoder.encode_decode`` resizes the head output to the
+    input image (official MaskCLIP).
 
     Args:
         scores: B×Q×h×w at stride ``output_stride``.
@@ -121,6 +149,8 @@ def upsample_scores(scores: Tensor, size: tuple[int, int], output_stride: int) -
     Returns:
         B×Q×H×W.
     """
+    if align == "stretch":
+        return F.interpolate(scores, size=tuple(size), mode="bilinear", align_corners=False)
     padded = (scores.shape[-2] * output_stride, scores.shape[-1] * output_stride)
     up = F.interpolate(scores, size=padded, mode="bilinear", align_corners=False)
     return up[..., : size[0], : size[1]]
@@ -140,8 +170,8 @@ def segment_scores(score_fn: ScoreFn, images: Tensor, output_stride: int,
     if config.mode == "slide":
         scores = slide_scores(score_fn, images, output_stride, config)
     else:
-        scores = whole_scores(score_fn, images, output_stride)
-    return upsample_scores(scores, images.shape[-2:], output_stride)
+        scores = whole_scores(score_fn, images, output_stride, config.align)
+    return upsample_scores(scores, images.shape[-2:], output_stride, config.align)
 
 
 ProbFn = Callable[[Tensor], Tensor]  # B×Q×h×w scores -> B×C×h×w class probabilities
@@ -149,18 +179,24 @@ ProbFn = Callable[[Tensor], Tensor]  # B×Q×h×w scores -> B×C×h×w class pro
 
 def resample_grid(rows: tuple[int, int], out_width: int, feature_size: tuple[int, int],
                   input_size: tuple[int, int], output_size: tuple[int, int],
-                  output_stride: int, device: torch.device | None = None) -> Tensor:
+                  output_stride: int, device: torch.device | None = None,
+                  align: str = "crop") -> Tensor:
     """``grid_sample`` grid for output rows ``rows[0]:rows[1]``: 1×R×W0×2.
 
     Output pixel y of the (H0, W0) output sits at input coordinate (y + ½)·H/H0 − ½, and input
-    pixel u at feature coordinate (u + ½)/s − ½ (align_corners=False at both steps). Composed,
-    one bilinear lookup on the feature map places every output pixel exactly, for any tile.
+    pixel u at feature coordinate (u + ½)/s − ½ (``crop``) or (u + ½)·h/H − ½ (``stretch``),
+    align_corners=False at both steps. Composed, one bilinear lookup on the feature map places
+    every output pixel, for any tile.
     """
     (h_feat, w_feat), (height, width), (out_h, out_w) = feature_size, input_size, output_size
     ys = torch.arange(rows[0], rows[1], device=device, dtype=torch.float64)
     xs = torch.arange(out_w, device=device, dtype=torch.float64)
-    fy = (ys + 0.5) * height / (out_h * output_stride) - 0.5
-    fx = (xs + 0.5) * width / (out_w * output_stride) - 0.5
+    if align == "stretch":
+        fy = (ys + 0.5) * h_feat / out_h - 0.5
+        fx = (xs + 0.5) * w_feat / out_w - 0.5
+    else:
+        fy = (ys + 0.5) * height / (out_h * output_stride) - 0.5
+        fx = (xs + 0.5) * width / (out_w * output_stride) - 0.5
     # grid_sample's align_corners=False normalisation: pixel i ↦ (2i + 1)/size − 1.
     gy = (2 * fy + 1) / h_feat - 1
     gx = (2 * fx + 1) / w_feat - 1
@@ -170,7 +206,8 @@ def resample_grid(rows: tuple[int, int], out_width: int, feature_size: tuple[int
 
 def label_tiles(scores: Tensor, input_size: tuple[int, int], output_size: tuple[int, int],
                 output_stride: int, to_probs: ProbFn, max_elements: int = 1 << 25,
-                keep_probs: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
+                keep_probs: bool = False, align: str = "crop"
+                ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Labels and confidence at output resolution, computed in row tiles of bounded size.
 
     Full-resolution scores would need Q×H0×W0 floats (46 GB for 171 classes on an 8k×8k image);
@@ -184,6 +221,7 @@ def label_tiles(scores: Tensor, input_size: tuple[int, int], output_size: tuple[
         output_size: (H0, W0) of the labels (the original image).
         to_probs: B×Q×… scores → B×C×… probabilities.
         keep_probs: also return the C×H0×W0 probabilities (only for images that fit).
+        align: how the feature map covers the input (``crop`` or ``stretch``, see above).
 
     Returns:
         (labels H0×W0 long, confidence H0×W0 float32 = top class probability, probs or None).
@@ -197,7 +235,7 @@ def label_tiles(scores: Tensor, input_size: tuple[int, int], output_size: tuple[
     for top in range(0, out_h, rows_per_tile):
         bottom = min(out_h, top + rows_per_tile)
         grid = resample_grid((top, bottom), out_w, tuple(scores.shape[-2:]), input_size,
-                             output_size, output_stride, scores.device)
+                             output_size, output_stride, scores.device, align)
         tile = F.grid_sample(source, grid, mode="bilinear", padding_mode="border",
                              align_corners=False)
         probs = to_probs(tile)[0]

@@ -129,6 +129,8 @@ class DenseLabeller(nn.Module):
         """B×3×H×W normalised → B×Q×⌈H/s⌉×⌈W/s⌉ scores over the padded input."""
         if self.inference.mode == "slide":
             return slide_scores(self._score_crops, images, self.output_stride, self.inference)
+        if self.inference.align == "stretch":  # the model pads (ViT) or floors (ResNet) itself
+            return self._score_crops(images)
         return self._score_crops(pad_to_multiple(images, self.output_stride))
 
     def _refined(self, images: Tensor, scores: Tensor) -> tuple[Tensor, int]:
@@ -148,8 +150,12 @@ class DenseLabeller(nn.Module):
                           f"{scores.shape[1]}-class scores alone need {need / 2**20:.0f} MB",
                           stacklevel=3)
             return scores, self.output_stride
-        full = upsample_scores(scores, size, self.output_stride)
+        full = upsample_scores(scores, size, self.output_stride, self.inference.align)
         return pamr(images, full, postproc), 1
+
+    def _align(self, stride: int) -> str:
+        """After PAMR the scores are at input resolution (stride 1): nothing left to stretch."""
+        return "crop" if stride == 1 else self.inference.align
 
     @torch.no_grad()
     def label(self, image: Tensor, output_size: Sequence[int] | None = None,
@@ -177,7 +183,7 @@ class DenseLabeller(nn.Module):
             size = tuple(size) if size is not None else input_size
             labels, confidence, probs = label_tiles(
                 image_scores, input_size, size, stride, self.scores_to_probs,
-                self.max_elements, keep_probs)
+                self.max_elements, keep_probs, self._align(stride))
             if self.background_threshold is not None:
                 labels[confidence < self.background_threshold] = 0
             results.append((labels, confidence, probs))

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from src.metrics.segmentation import SegmentationIoU
-from src.models.teacher import MaskCLIPTeacher
+from src.models.teacher import MaskCLIPTeacher, renormalize
 from src.prompts.vocabulary import ClassVocabulary, load_vocabulary
 from src.metrics.segmentation import report_per_class
 from src.utils.visualize import image_at, log_panel, make_palette, overlay_panel
@@ -36,7 +36,8 @@ class MaskCLIPLitModule(L.LightningModule):
         templates: prompt template set name or list.
         unseen: indices of unseen classes for the zero-shot summary, or None.
         num_overlays: how many test images get an image | GT | prediction panel in the logger.
-        image_mean, image_std: the data normalisation, to show images in overlays.
+        image_mean, image_std: the data normalisation: images are converted to the teacher's
+            own (``teacher.image_mean``/``image_std``) when they differ, and shown in overlays.
         background_threshold: pixels whose top class probability is below it become class 0
             (background; the protocol of VOC-21, Context-60 and COCO-Object, peers.md §2).
     """
@@ -92,8 +93,10 @@ class MaskCLIPLitModule(L.LightningModule):
         Returns:
             C×H×W class probabilities.
         """
+        images = renormalize(image[None].to(self.device), (self.image_mean, self.image_std),
+                             (self.teacher.image_mean, self.teacher.image_std))
         with gpu_autocast(self.device, self.teacher.autocast_dtype):
-            probs = self.teacher(image[None].to(self.device), output_size=tuple(output_size))
+            probs = self.teacher(images, output_size=tuple(output_size))
         return probs[0].float()
 
     def labels(self, probs: Tensor) -> Tensor:

@@ -27,9 +27,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.metrics.segmentation import SegmentationIoU
+from src.models.losses import segmentation_cross_entropy
 from src.models.pseudo_labels import IGNORE_INDEX, UNLABELED, assign_pseudo_labels, hide_classes
 from src.models.student import SegStudent
-from src.models.teacher import MaskCLIPTeacher
+from src.models.teacher import MaskCLIPTeacher, renormalize
 from src.prompts.vocabulary import ClassVocabulary, load_vocabulary
 from src.utils.precision import gpu_autocast
 
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 Setting = Literal["annofree", "zeroshot", "supervised"]
 SelfTrainingMode = Literal["online", "rounds"]
+TestResize = Literal["direct", "two_step"]
 PHASES = {"guided": 0, "self_training": 1, "supervised": 2}
 
 
@@ -60,7 +62,8 @@ class MaskCLIPPlusLitModule(L.LightningModule):
         background_index: index of a background class that has no text prompt (VOC-21,
             Context-60); it gets the student's learnable background embedding.
         max_steps: total iterations (the LR schedule and the self-training rounds need it).
-        guided_steps: iterations in round 0, the teacher-guided phase (zero-shot: 10%).
+        guided_steps: iterations in round 0, the teacher-guided phase (zero-shot: 10%; the
+            official ``start_clip_guided=(1, T/10 - 1)`` is T/10 - 1 of them).
         self_training: ``{"mode": "online" | "rounds", "rounds": N}``.
         lr, momentum, weight_decay, min_lr, power: SGD with poly LR (official schedule).
         num_overlays: validation images logged as image | GT | prediction panels.
@@ -70,6 +73,12 @@ class MaskCLIPPlusLitModule(L.LightningModule):
         image_mean, image_std: the input normalisation the student was trained with (saved so
             that evaluation normalises the same way).
         class_embeddings: C×D text embeddings for a student without a teacher (a checkpoint's).
+        loss_average: ``valid_pixels`` (mean over labelled pixels) or ``all_pixels`` (mmseg
+            0.20.2, the official code: ignored pixels count as zero); see
+            ``segmentation_cross_entropy``.
+        test_resize: how the student's stride-8 logits reach the ground truth's size in
+            validation and test: ``direct`` (one bilinear resize) or ``two_step`` (to the network
+            input, then to the original size, as mmseg's ``whole_inference``).
     """
 
     def __init__(
@@ -95,8 +104,16 @@ class MaskCLIPPlusLitModule(L.LightningModule):
         image_mean: Sequence[float] | None = None,
         image_std: Sequence[float] | None = None,
         class_embeddings: Tensor | None = None,
+        loss_average: str = "valid_pixels",
+        test_resize: TestResize = "direct",
     ) -> None:
         super().__init__()
+        if test_resize not in ("direct", "two_step"):
+            raise ValueError(f"test_resize={test_resize!r}: choose direct or two_step")
+        segmentation_cross_entropy(torch.zeros(1, 1, 1, 1), torch.zeros(1, 1, 1, dtype=torch.long),
+                                   average=loss_average)  # validates the name early
+        self.loss_average = loss_average
+        self.test_resize = test_resize
         if setting not in ("annofree", "zeroshot", "supervised"):
             raise ValueError(f"setting must be annofree, zeroshot or supervised, got {setting!r}")
         if setting == "zeroshot" and not unseen:
@@ -198,6 +215,10 @@ class MaskCLIPPlusLitModule(L.LightningModule):
     @torch.no_grad()
     def teacher_scores(self, images: Tensor) -> Tensor:
         """B×C×H×W teacher probabilities in *dataset* class indices (background column = -inf)."""
+        mean, std = self.hparams.get("image_mean"), self.hparams.get("image_std")
+        if mean is not None and std is not None:  # the data's statistics → the teacher's own
+            images = renormalize(images, (mean, std),
+                                 (self.teacher.image_mean, self.teacher.image_std))
         with gpu_autocast(self.device, self.teacher.autocast_dtype):
             probs = self.teacher(images).float()
         if self.background_index is None:
@@ -237,7 +258,7 @@ class MaskCLIPPlusLitModule(L.LightningModule):
         target, stats = self.make_targets(images, mask, logits)
         logits = F.interpolate(logits, size=mask.shape[-2:], mode="bilinear",
                                align_corners=False)
-        loss = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+        loss = segmentation_cross_entropy(logits, target, IGNORE_INDEX, self.loss_average)
         step = self.global_step
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/phase", float(PHASES[self.phase_at(step)]))
@@ -247,11 +268,22 @@ class MaskCLIPPlusLitModule(L.LightningModule):
             self.log(f"train/{key}", value)
         return loss
 
+    def student_logits_at(self, image: Tensor, output_size: Sequence[int]) -> Tensor:
+        """1×3×h×w normalised image → 1×C×H×W student logits at the original size.
+
+        ``two_step`` resizes to the network input h×w first, then to H×W (mmseg's
+        ``encode_decode`` + ``whole_inference``); ``direct`` resizes once.
+        """
+        logits = self.student(image)
+        if self.test_resize == "two_step":
+            logits = F.interpolate(logits, size=image.shape[-2:], mode="bilinear",
+                                   align_corners=False)
+        return F.interpolate(logits, size=tuple(output_size), mode="bilinear",
+                             align_corners=False)
+
     def _eval_step(self, batch: dict[str, list], metric: SegmentationIoU) -> None:
         for image, mask in zip(batch["image"], batch["mask"]):
-            logits = self.student(image[None].to(self.device))
-            logits = F.interpolate(logits, size=mask.shape[-2:], mode="bilinear",
-                                   align_corners=False)
+            logits = self.student_logits_at(image[None].to(self.device), mask.shape[-2:])
             metric.update(logits[0].argmax(0), mask.to(self.device))
 
     def validation_step(self, batch: dict[str, list], batch_idx: int) -> None:
@@ -277,8 +309,7 @@ class MaskCLIPPlusLitModule(L.LightningModule):
                 teacher = F.interpolate(self.teacher_scores(image), size=size, mode="bilinear",
                                         align_corners=False)
                 preds.append(teacher[0].argmax(0).cpu().numpy())
-            student = F.interpolate(self.student(image), size=size, mode="bilinear",
-                                    align_corners=False)
+            student = self.student_logits_at(image, size)
             preds.append(student[0].argmax(0).cpu().numpy())
             panel = overlay_panel(image_at(image[0], size, mean, std), mask.cpu().numpy(), preds,
                                   palette)
@@ -326,6 +357,8 @@ class MaskCLIPPlusLitModule(L.LightningModule):
                 "model_name": self.teacher.model_name,
                 "pretrained": self.teacher.spec.pretrained,
                 "quick_gelu": self.teacher.spec.quick_gelu,
+                "image_numerics": dict(self.teacher.image_numerics),
+                "normalize": self.teacher.normalize,
                 "head": self.teacher.head,
                 "refine": vars(self.teacher.refine),
                 "postproc": vars(self.teacher.postproc),
@@ -368,7 +401,8 @@ def load_student(ckpt_path: str, report_unseen: Sequence[int] | None = None
         max_steps=hparams.get("max_steps", 1),
         report_unseen=report_unseen if report_unseen is not None else hparams.get("unseen"),
         student_cfg=hparams["student_cfg"], image_mean=hparams.get("image_mean"),
-        image_std=hparams.get("image_std"), class_embeddings=state["student.class_embeddings"])
+        image_std=hparams.get("image_std"), class_embeddings=state["student.class_embeddings"],
+        test_resize=hparams.get("test_resize", "direct"))
     # The teacher it was trained with (None for supervised runs): what new classes need.
     module.teacher_spec = extra.get("teacher")
     student_state = {k[len("student."):]: v for k, v in state.items() if k.startswith("student.")}

@@ -8,7 +8,11 @@ normalised, there is no bias and no temperature. Datasets with a background clas
 learnable background embedding, because "background" has no good text prompt.
 
 Backbones come from timm (``features_only=True, output_stride=8``): ``resnet101c`` / ``resnet50c``
-match mmseg's ResNet-V1c deep stem.
+match mmseg's ResNet-V1c deep stem. The official config initialises the backbone from
+``pretrained='open-mmlab://resnet101_v1c'`` (resnet101_v1c-e67eebb6.pth, mmcv's ResNetV1c key
+names); ``student.pretrained=<that file>`` works, see :func:`mmcv_resnet_to_timm`. The official
+decoder is built of mmcv ``ConvModule``s, which initialise themselves Kaiming-normal (fan_out);
+``student.head_init=kaiming`` reproduces that, see :func:`init_like_mmcv_convmodule`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,98 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 HeadName = Literal["deeplabv2", "deeplabv3plus"]
+HeadInit = Literal["torch", "kaiming"]
+HEAD_INITS = ("torch", "kaiming")
+ResNetNaming = Literal["timm", "mmcv ResNet-V1c", "unknown"]
+
+
+@torch.no_grad()
+def init_like_mmcv_convmodule(module: nn.Module) -> nn.Module:
+    """Initialise every conv and norm layer in ``module`` as mmcv 1.x ``ConvModule`` does.
+
+    The official decoders (mmseg 0.20.2 ASPP / DeepLabv3+ heads) are built of ``ConvModule``s
+    (conv-BN-ReLU), whose ``__init__`` calls ``init_weights``: the conv weight is Kaiming-normal
+    with ``mode='fan_out', nonlinearity='relu', a=0`` (std = sqrt(2 / fan_out), where PyTorch's
+    fan_out is ``out_channels · kh · kw`` also for grouped/depthwise convs), the conv bias 0 when
+    present, and the norm weight 1, bias 0. PyTorch's own default (``head_init=torch``) is
+    Kaiming-uniform with a=sqrt(5) on fan_in, i.e. std = 1/sqrt(3 · fan_in), and BN weight 1,
+    bias 0: for a ResNet-101 ASPP branch (2048→512, 3×3: fan_in 2048·9, fan_out 512·9) mmcv's
+    std 0.021 is about 5x PyTorch's 0.0043.
+
+    Apply it to the decode head only: the backbone is ImageNet-initialised and the classifier is
+    CLIP's text embeddings. Returns ``module`` (initialised in place).
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, a=0, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)) and m.affine:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return module
+
+
+# mmcv ResNetV1c's deep stem is ``stem = Sequential(conv 3→32 s2, BN, ReLU, conv 32→32, BN, ReLU,
+# conv 32→64, BN, ReLU)``; timm's ``resnet*c/d`` splits the same layers into ``conv1 =
+# Sequential(conv, BN, ReLU, conv, BN, ReLU, conv)`` and ``bn1`` (the stem's last BN).
+_MMCV_STEM_TO_TIMM = {"stem.0.": "conv1.0.", "stem.1.": "conv1.1.", "stem.3.": "conv1.3.",
+                      "stem.4.": "conv1.4.", "stem.6.": "conv1.6.", "stem.7.": "bn1."}
+
+
+def detect_resnet_naming(state: dict[str, Tensor]) -> ResNetNaming:
+    """Which key naming a ResNet state dict uses (after wrappers/prefixes are removed).
+
+    ``mmcv ResNet-V1c``: the deep stem is ``stem.{0,1,3,4,6,7}.*`` (mmcv/mmseg ``ResNetV1c`` /
+    ``ResNetV1d``). ``timm``: ``conv1.*`` (``conv1.{0,1,3,4,6}`` + ``bn1`` for a deep stem;
+    a plain stem's ``conv1.weight`` is also torchvision's and mmcv ResNet(V1b)'s name).
+    """
+    if "stem.0.weight" in state and "stem.6.weight" in state:
+        return "mmcv ResNet-V1c"
+    if "conv1.0.weight" in state or "conv1.weight" in state:
+        return "timm"
+    return "unknown"
+
+
+def mmcv_resnet_to_timm(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Rename an mmcv ``ResNetV1c`` state dict to timm ``resnet*c`` names; drop ``fc.*``.
+
+    The official student loads ``pretrained='open-mmlab://resnet101_v1c'``
+    (resnet101_v1c-e67eebb6.pth) into mmcv's ResNetV1c, and our backbone is timm's
+    ``resnet101c``. Only the deep stem differs: ``stem.0`` (conv 3→32, 3×3, stride 2), ``stem.1``
+    (BN), ``stem.3`` (conv 32→32), ``stem.4`` (BN), ``stem.6`` (conv 32→64) → ``conv1.{0,1,3,4,6}``
+    and ``stem.7`` (BN 64) → ``bn1``. ``layerN.M.{conv,bn}{1,2,3}`` and ``layerN.M.downsample.*``
+    (including BN ``num_batches_tracked``) are the same in both; ``fc.*`` is the ImageNet
+    classifier, which the ``features_only`` backbone has not. Tensors are not copied.
+    """
+    out = {}
+    for key, value in state.items():
+        if key.startswith("fc."):
+            continue
+        for old, new in _MMCV_STEM_TO_TIMM.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        out[key] = value
+    return out
+
+
+def _unwrap_checkpoint(obj: object) -> dict[str, Tensor]:
+    """The tensors of a raw state dict, ``{'state_dict': ...}`` or ``{'model': ...}``, without a
+    ``module.`` prefix (DataParallel) and, for an mmseg segmentor checkpoint, only the
+    ``backbone.*`` keys with the prefix removed (``decode_head.*`` etc. are dropped)."""
+    if isinstance(obj, dict):
+        for wrapper in ("state_dict", "model"):
+            if isinstance(obj.get(wrapper), dict):
+                obj = obj[wrapper]
+                break
+    if not isinstance(obj, dict):
+        return {}
+    state = {(k[len("module."):] if k.startswith("module.") else k): v
+             for k, v in obj.items() if isinstance(k, str) and isinstance(v, Tensor)}
+    if any(k.startswith("backbone.") for k in state):
+        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    return state
 
 
 def conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 3, dilation: int = 1,
@@ -100,7 +196,9 @@ class SegStudent(nn.Module):
         backbone: timm ResNet name (``resnet101c``, ``resnet50c``, ``resnet18d``...).
         head: ``deeplabv2`` (default) or ``deeplabv3plus``.
         pretrained: None (random init), ``"timm"`` (timm's pretrained tag, online), or a local
-            state-dict file for the backbone.
+            state-dict file for the backbone, in timm names or in mmcv ResNet-V1c names (the
+            official ``open-mmlab://resnet101_v1c`` file, resnet101_v1c-e67eebb6.pth); see
+            :meth:`_load_backbone`.
         background: prepend a learnable background embedding as class 0.
         allow_random_init: random init is refused unless set, because a random DeepLab on real
             data gives meaningless numbers; the offline world's small student sets it.
@@ -111,14 +209,22 @@ class SegStudent(nn.Module):
             (up to float rounding). Measured per train step: ResNet-50 DeepLabv2 1.17-1.32x on the
             CPU, ResNet-101 1.13-1.16x on an H100 in bf16 (docs/bench.md, ``speedups``), the world
             student 1.09x on the CPU. The real-data student configs turn it on.
+        head_init: initialisation of the decode head's convs and BNs. ``torch`` (default):
+            PyTorch's defaults. ``kaiming``: mmcv ``ConvModule``'s rule, as in the official code
+            (:func:`init_like_mmcv_convmodule`). The backbone and the classifier are untouched.
     """
 
     def __init__(self, class_embeddings: Tensor, backbone: str = "resnet101c",
                  head: HeadName = "deeplabv2", pretrained: str | None = "timm",
                  background: bool = False, allow_random_init: bool = False,
                  output_stride: int = 8, head_dilations: tuple[int, ...] | None = None,
-                 backbone_kwargs: dict | None = None, channels_last: bool = False) -> None:
+                 backbone_kwargs: dict | None = None, channels_last: bool = False,
+                 head_init: HeadInit = "torch") -> None:
         super().__init__()
+        if head_init not in HEAD_INITS:
+            raise ValueError(f"student.head_init={head_init!r} is not one of {HEAD_INITS}: "
+                             "'torch' (PyTorch's default init) or 'kaiming' (mmcv ConvModule's, "
+                             "as in the official code)")
         if pretrained is None and not allow_random_init:
             raise ValueError(
                 "student.pretrained is null: a randomly initialised DeepLab gives meaningless "
@@ -129,7 +235,7 @@ class SegStudent(nn.Module):
                                           output_stride=output_stride, out_indices=(1, 4),
                                           **dict(backbone_kwargs or {}))
         if pretrained not in (None, "timm"):
-            self._load_backbone(Path(pretrained))
+            self._load_backbone(Path(pretrained), backbone)
         low_ch, high_ch = self.backbone.feature_info.channels()
         dim = class_embeddings.shape[1]
         if head == "deeplabv2":
@@ -138,21 +244,61 @@ class SegStudent(nn.Module):
             self.head = DeepLabV3PlusHead(high_ch, low_ch, dim, head_dilations or (1, 12, 24, 36))
         else:
             raise ValueError(f"unknown student head {head!r}; choose deeplabv2 or deeplabv3plus")
+        if head_init == "kaiming":  # the decode head only: not the backbone, not the classifier
+            init_like_mmcv_convmodule(self.head)
         self.register_buffer("class_embeddings", class_embeddings.detach().clone().float())
         self.bg_embedding = nn.Parameter(torch.randn(1, dim)) if background else None
         self.channels_last = channels_last
         if channels_last:  # .to(device) later preserves the layout
             self.to(memory_format=torch.channels_last)
 
-    def _load_backbone(self, path: Path) -> None:
+    def _load_backbone(self, path: Path, name: str) -> None:
+        """Load a local backbone state dict, strictly: every key with the right shape.
+
+        Accepts timm names or mmcv ResNet-V1c names (mapped by :func:`mmcv_resnet_to_timm`), a
+        raw state dict or one wrapped in ``{'state_dict': ...}`` / ``{'model': ...}``, with an
+        optional ``module.`` or ``backbone.`` prefix (an mmseg segmentor checkpoint: only its
+        backbone is used). ``fc.*`` is dropped. A missing BN ``num_batches_tracked`` (a step
+        counter absent from checkpoints older than PyTorch 0.4.1; it does not affect outputs
+        with a fixed BN momentum) keeps the model's value; any other missing, unexpected or
+        mis-shaped key raises ValueError, because a silently half-loaded backbone trains as a
+        partly random one.
+        """
         if not path.is_file():
             raise FileNotFoundError(f"student backbone weights {path} do not exist")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
-        missing, unexpected = self.backbone.load_state_dict(state, strict=False)
-        if len(missing) > len(state) // 2:
-            raise ValueError(f"{path} does not look like weights for this backbone: "
-                             f"{len(missing)} missing keys, e.g. {missing[:3]}")
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # empty, truncated, not a torch file, or pickled objects
+            reason = type(err).__name__ + (f": {str(err).strip().splitlines()[0]}"
+                                           if str(err).strip() else "")
+            raise ValueError(
+                f"student.pretrained={path} is not a loadable torch file "
+                f"(torch.load(weights_only=True) failed with {reason}). Pass a state "
+                "dict saved with torch.save(model.state_dict(), ...), e.g. the official "
+                "resnet101_v1c-e67eebb6.pth, or student.pretrained=timm.") from err
+        state = _unwrap_checkpoint(obj)
+        naming = detect_resnet_naming(state)
+        if naming == "mmcv ResNet-V1c":
+            state = mmcv_resnet_to_timm(state)
+        else:
+            state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        expected = self.backbone.state_dict()
+        missing = [k for k in expected
+                   if k not in state and not k.endswith("num_batches_tracked")]
+        unexpected = [k for k in state if k not in expected]
+        mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+                      for k, v in expected.items() if k in state and state[k].shape != v.shape]
+        if missing or unexpected or mismatched:
+            raise ValueError(
+                f"student.pretrained={path} does not fit backbone {name!r}: the file's keys look "
+                f"like {naming} naming ({len(state)} tensors after removing wrappers/prefixes/fc); "
+                f"{len(missing)} missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. "
+                f"{unexpected[:3]}; {len(mismatched)} shape mismatches, e.g. {mismatched[:3]}. "
+                f"Pass a state dict of the same architecture as {name!r}, in timm names "
+                f"(timm.create_model({name!r}).state_dict()) or mmcv ResNet-V1c names (the "
+                "official open-mmlab://resnet101_v1c file, resnet101_v1c-e67eebb6.pth, fits "
+                "resnet101c), or student.pretrained=timm for timm's weights (online).")
+        self.backbone.load_state_dict({**expected, **state}, strict=True)
 
     @property
     def classifier(self) -> Tensor:

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+import logging
+
 import open_clip
 import torch
 import torch.nn.functional as F
@@ -27,7 +29,8 @@ from open_clip.modified_resnet import ModifiedResNet
 from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from torch import Tensor, nn
 
-from src.models.clip_loading import ClipSpec, create_clip
+from src.data.transforms import NORMALIZATION
+from src.models.clip_loading import ClipSpec, create_clip, set_image_tower_numerics
 from src.models.heads import HEAD_FUNCTIONS, Head, check_head, maskclip_tokens
 from src.models.postproc import PostprocConfig, pamr
 from src.models.inference import InferenceConfig, slide_scores, upsample_scores, whole_scores
@@ -42,12 +45,15 @@ from src.prompts.text_classifier import (
 from src.prompts.vocabulary import ClassVocabulary, load_vocabulary
 from src.utils.precision import AUTOCAST_DTYPES
 
+log = logging.getLogger(__name__)
+
 SUPPORTED_TOWERS = (
     "open_clip VisionTransformer with class-token pooling (ViT-B/32, ViT-B/16, ViT-L/14, any "
     "width/depth, LayerScale allowed), or ModifiedResNet (RN50, RN101, RN50x4, RN50x16, RN50x64)"
 )
 
 Arch = Literal["vit", "resnet"]
+TEACHER_NORMALIZATIONS = ("model", "imagenet", "clip")
 # Dense heads: how the last ViT block turns tokens into per-patch embeddings.
 #   maskclip: the value path (MaskCLIP §3.2, official code).
 #   naive:    the unchanged last block per token (the baseline MaskCLIP improves on, §3.1).
@@ -110,7 +116,17 @@ class MaskCLIPTeacher(nn.Module):
         model_name: open_clip architecture (``ViT-B-16``, ``RN50``, a registered JSON config...).
         pretrained: open_clip tag (``openai``, ``laion2b_s34b_b88k``), local checkpoint path, or
             None for random init.
-        quick_gelu: activation for local files / random init; tags choose it themselves.
+        quick_gelu: activation for local files / random init; tags choose it themselves. It
+            sets both towers; ``image_act`` then changes the image tower alone.
+        image_act: ``gelu`` / ``quick_gelu``: the image tower's MLP activation after building,
+            or None to keep what ``quick_gelu`` chose. The official MaskCLIP code ran OpenAI
+            weights in an exact-GELU image tower (and QuickGELU text embeddings).
+        image_ln_eps: the eps of every image-tower LayerNorm (official mmseg ViT: 1e-6), or None
+            to keep the model's (1e-5).
+        normalize: the input normalisation this teacher expects: ``model`` (the CLIP's own
+            preprocessing mean/std), ``imagenet`` (the official MaskCLIP code) or ``clip``
+            (OpenAI's). ``image_mean``/``image_std`` report it; the LitModules convert images
+            normalised otherwise (see ``renormalize``).
         model_config: optional open_clip JSON config to register before building.
         keep_residual: keep the last block's residual around the value path (official: True).
         keep_ffn: keep the last block's MLP after the value path (official: True).
@@ -136,6 +152,9 @@ class MaskCLIPTeacher(nn.Module):
         pretrained: str | None = "openai",
         *,
         quick_gelu: bool | None = None,
+        image_act: str | None = None,
+        image_ln_eps: float | None = None,
+        normalize: str = "model",
         model_config: str | None = None,
         keep_residual: bool = True,
         keep_ffn: bool = True,
@@ -153,6 +172,10 @@ class MaskCLIPTeacher(nn.Module):
         clip, spec = create_clip(model_name, pretrained, quick_gelu=quick_gelu,
                                  model_config=model_config)
         self.arch: Arch = _check_tower(clip.visual)
+        self.image_numerics = set_image_tower_numerics(clip.visual, image_act, image_ln_eps)
+        if (image_act is not None or image_ln_eps is not None) and self.arch == "resnet":
+            log.info("teacher.image_act / image_ln_eps do not apply to a ResNet tower (ReLU and "
+                     "BatchNorm, as in the official ResNetClip); left as built")
         self.clip = clip
         self.spec: ClipSpec = spec
         self.model_name = model_name
@@ -176,9 +199,18 @@ class MaskCLIPTeacher(nn.Module):
         self._compiled_dense = None  # built on first use, dropped when pickled (DDP spawn)
         self._position_cache: dict[tuple, Tensor] = {}  # resized positional embeddings
         self.tokenizer = open_clip.get_tokenizer(spec.arch)
-        pp = getattr(clip.visual, "preprocess_cfg", {}) or {}
-        self.image_mean = tuple(pp.get("mean", open_clip.OPENAI_DATASET_MEAN))
-        self.image_std = tuple(pp.get("std", open_clip.OPENAI_DATASET_STD))
+        if normalize not in TEACHER_NORMALIZATIONS:
+            raise ValueError(f"teacher.normalize={normalize!r}: choose one of "
+                             f"{list(TEACHER_NORMALIZATIONS)}")
+        self.normalize = normalize
+        if normalize == "model":
+            pp = getattr(clip.visual, "preprocess_cfg", {}) or {}
+            mean = pp.get("mean", open_clip.OPENAI_DATASET_MEAN)
+            std = pp.get("std", open_clip.OPENAI_DATASET_STD)
+        else:
+            mean, std = NORMALIZATION[normalize]
+        self.image_mean = tuple(float(m) for m in mean)
+        self.image_std = tuple(float(s) for s in std)
         self.vocabulary: ClassVocabulary | None = None
         # Text classifier buffers are non-persistent: they are rebuilt from the vocabulary, so
         # they never bloat a checkpoint and Lightning moves them with the module.
@@ -433,7 +465,8 @@ class MaskCLIPTeacher(nn.Module):
             B×C×H×W (or B×C×H0×W0) class probabilities; argmax is the MaskCLIP prediction.
         """
         self._require_vocabulary()
-        scores = upsample_scores(self.feature_scores(images), images.shape[-2:], self.output_stride)
+        scores = upsample_scores(self.feature_scores(images), images.shape[-2:], self.output_stride,
+                                 self.inference.align)
         if self.postproc.kind == "pamr":  # on the input-resolution scores, as NACLIP does
             scores = pamr(images, scores, self.postproc)
         if output_size is not None and tuple(output_size) != tuple(scores.shape[-2:]):
@@ -456,7 +489,7 @@ class MaskCLIPTeacher(nn.Module):
         score_fn = lambda crops: self.query_scores(crops)[0]  # noqa: E731
         if self.inference.mode == "slide":
             return slide_scores(score_fn, images, self.output_stride, self.inference)
-        return whole_scores(score_fn, images, self.output_stride)
+        return whole_scores(score_fn, images, self.output_stride, self.inference.align)
 
     def scores_to_probs(self, scores: Tensor, inplace: bool = False) -> Tensor:
         """B×Q×… query scores → B×C×… class probabilities: softmax(T·s), then synonym max-merge.
@@ -472,6 +505,28 @@ class MaskCLIPTeacher(nn.Module):
         else:
             probs = torch.softmax(self.resolved_temperature() * scores, 1)
         return merge_synonyms(probs, self.query_to_class, self.vocabulary.num_classes)
+
+
+def renormalize(images: Tensor, source: tuple[Sequence[float], Sequence[float]],
+                target: tuple[Sequence[float], Sequence[float]]) -> Tensor:
+    """Images normalised with ``source`` (mean, std) → normalised with ``target``.
+
+    A MaskCLIP+ run feeds one batch to two models that may expect different statistics: the
+    official student and MaskCLIP teacher take ImageNet's, the later heads CLIP's. Values are in
+    [0, 1] units per channel. Returns ``images`` itself when the two are equal.
+
+    Args:
+        images: B×3×H×W (or 3×H×W).
+    """
+    (src_mean, src_std), (dst_mean, dst_std) = source, target
+    if tuple(map(float, src_mean)) == tuple(map(float, dst_mean)) and \
+            tuple(map(float, src_std)) == tuple(map(float, dst_std)):
+        return images
+    shape = (-1, 1, 1)
+    as_tensor = lambda v: torch.tensor([float(x) for x in v], dtype=images.dtype,  # noqa: E731
+                                       device=images.device).view(shape)
+    pixels = images * as_tensor(src_std) + as_tensor(src_mean)
+    return (pixels - as_tensor(dst_mean)) / as_tensor(dst_std)
 
 
 def softmax_channels_(x: Tensor, chunk_elements: int = 2**22) -> Tensor:

@@ -22,7 +22,39 @@ def _project_root() -> str:
 if not OmegaConf.has_resolver("project_root"):
     OmegaConf.register_new_resolver("project_root", _project_root)
 
+#: Teacher heads that are the official MaskCLIP teacher: fidelity=official's teacher items
+#: (exact GELU, LayerNorm eps 1e-6, ImageNet statistics, stretched features) apply to them.
+MASKCLIP_HEADS = ("maskclip", "naive")
+
+
+def _maskclip_teacher(head: str, official: Any, other: Any) -> Any:
+    """``${maskclip_teacher:${teacher.head},a,b}``: a for the MaskCLIP heads, b for the others."""
+    return official if head in MASKCLIP_HEADS else other
+
+
+if not OmegaConf.has_resolver("maskclip_teacher"):
+    OmegaConf.register_new_resolver("maskclip_teacher", _maskclip_teacher)
+
 CONFIG_DIR = str(PROJECT_ROOT / "conf")
+
+#: The keys conf/fidelity/{official,clip}.yaml and fidelity/training/* set, by item number of
+#: the README's fidelity table. Evaluation records their values beside each result.
+FIDELITY_ITEMS: dict[str, int] = {
+    "teacher.image_act": 1, "teacher.image_ln_eps": 1, "loss.average": 2, "data.normalize": 3,
+    "teacher.normalize": 3, "teacher.autocast_dtype": 4, "inference.align": 5,
+    "data.cat_max_ratio": 6, "data.photometric": 7, "student.head_init": 8, "guided_offset": 9,
+    "test_resize": 10,
+}
+
+
+def fidelity_items(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved value of every fidelity item present in ``cfg`` (dotted key → value)."""
+    out = {}
+    for key in FIDELITY_ITEMS:
+        value = OmegaConf.select(cfg, key, default="__absent__")
+        if value != "__absent__":
+            out[key] = value
+    return out
 
 
 def to_plain(node: Any) -> Any:

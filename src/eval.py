@@ -103,8 +103,9 @@ def evaluate_student(cfg: DictConfig, datamodule) -> dict[str, Any]:
         # The split is resolved against the checkpoint's own vocabulary; only the metric changes.
         names = list(module.vocabulary.names)
         module.test_iou = SegmentationIoU(len(names), unseen_indices(cfg.zero_shot_split, names))
-    if module.hparams.get("image_mean"):
-        datamodule.set_normalization(module.hparams.image_mean, module.hparams.image_std)
+    if module.hparams.get("image_mean"):  # the statistics it was trained with, whatever data.*
+        datamodule.set_normalization(module.hparams.image_mean, module.hparams.image_std,
+                                     binding=True)
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False)
     results = run_tests(cfg, trainer, module, datamodule,

@@ -83,6 +83,18 @@ def test_paper_experiments_default_to_official_and_differ_from_clip_only_in_item
         assert official["inference.align"] == "stretch"
 
 
+@pytest.mark.parametrize("entry,experiment", [("eval", "context59_maskclip_kspd"),
+                                              ("eval", "voc20_corrupt"), ("train", "voc_zs"),
+                                              ("train", "context_annofree")])
+def test_clip_preset_restores_the_configuration_without_any_preset(entry, experiment):
+    """The composed config under fidelity=clip equals the one the group files give alone."""
+    with_clip = resolved(entry, [f"experiment={experiment}", "fidelity=clip"])
+    # Evaluation: drop the preset group; training: its training half (the shared half is
+    # checked through evaluation, and ${fidelity} must stay resolvable for the defaults list).
+    without = ["~fidelity"] if entry == "eval" else ["fidelity=clip", "~fidelity/training"]
+    assert resolved(entry, [f"experiment={experiment}", *without]) == with_clip
+
+
 def test_clip_preset_is_the_code_defaults():
     """fidelity=clip restores what every component does when not told otherwise."""
     from src.data.datamodule import SegDataModule

@@ -220,6 +220,8 @@ def test_student_checkpoint_alone_evaluates_with_src_eval(tmp_path):
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="eval", overrides=[
             "data=world", "+data.dataset_kwargs.num_images=8", f"ckpt_path={ckpt}",
+            # the student sees the statistics it was trained with (CLIP's), whatever data.* says
+            "data.normalize=imagenet",
             "logger=csv", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
             f"paths.output_dir={tmp_path / 'eval'}"])
     results = evaluate(cfg)

@@ -199,13 +199,18 @@ class SegDataModule(L.LightningDataModule):
     # ----------------------------------------------------------------------------------------
     # Normalisation
 
-    def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
+    def set_normalization(self, mean: Sequence[float], std: Sequence[float],
+                          binding: bool = False) -> None:
         """Injects the model's own mean/std (in [0, 1] units), used when ``normalize='clip'``.
 
-        Explicit ``mean``/``std`` arguments and ``normalize='imagenet'`` take precedence. Datasets
-        already set up get their transforms rebuilt.
+        Explicit ``mean``/``std`` arguments and ``normalize='imagenet'`` take precedence, unless
+        ``binding``: a trained student must see the statistics it was trained with, whatever
+        the evaluation config says. Datasets already set up get their transforms rebuilt.
         """
-        self._injected = (tuple(float(m) for m in mean), tuple(float(s) for s in std))
+        pair = (tuple(float(m) for m in mean), tuple(float(s) for s in std))
+        self._injected = pair
+        if binding:
+            self.mean, self.std = pair
         self._refresh_transforms()
 
     def set_suppressed_classes(self, classes: Sequence[int] | None) -> None:

@@ -19,7 +19,9 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.utils.config import CONFIG_DIR, fidelity_items, instantiate_loggers, to_plain
+from src.utils.config import (CONFIG_DIR, fidelity_items, instantiate_loggers,
+                              require_writable_dir, to_plain)
+from src.utils.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +30,9 @@ def build_teacher(cfg: DictConfig):
     """Instantiate the teacher with the composed refinements and inference settings.
 
     Raises:
-        WeightsUnavailableError: unwrapped from Hydra's InstantiationException, so the user sees
-            the one message that says how to point the teacher at weights.
+        WeightsUnavailableError, ValueError, FileNotFoundError: unwrapped from Hydra's
+            InstantiationException, so the user sees the one message that names the weights
+            file and what to pass instead.
     """
     from hydra.errors import InstantiationException
 
@@ -40,7 +43,9 @@ def build_teacher(cfg: DictConfig):
                            inference=to_plain(cfg.inference),
                            postproc=to_plain(cfg.get("postproc") or {}), _convert_="all")
     except InstantiationException as err:
-        if isinstance(err.__cause__, WeightsUnavailableError):
+        # Missing weights and unusable checkpoint files carry their own message (the file, what
+        # it seems to be, what to pass instead): show it, not Hydra's wrapper.
+        if isinstance(err.__cause__, (WeightsUnavailableError, ValueError, FileNotFoundError)):
             raise err.__cause__ from None
         raise
 
@@ -55,6 +60,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from src.models.maskclip_module import MaskCLIPLitModule
     from src.prompts.vocabulary import load_vocabulary
 
+    require_writable_dir(cfg.paths.output_dir)  # before any model is built
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     if cfg.get("ckpt_path"):
@@ -76,9 +82,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     results = run_tests(cfg, trainer, module, datamodule, lambda m: dict(m.results))
     results["settings"] = run_settings(cfg)
-    out_dir = Path(cfg.paths.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    write_results(cfg.paths.output_dir, results)
     log.info("results: %s", json.dumps(results["summary"]))
     try:
         import wandb
@@ -111,11 +115,16 @@ def evaluate_student(cfg: DictConfig, datamodule) -> dict[str, Any]:
     results = run_tests(cfg, trainer, module, datamodule,
                         lambda m: {"summary": dict(m.test_summary),
                                    "checkpoint": str(cfg.ckpt_path)})
-    out_dir = Path(cfg.paths.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    write_results(cfg.paths.output_dir, results)
     log.info("results: %s", json.dumps(results["summary"]))
     return results
+
+
+def write_results(out_dir: str | Path, results: dict[str, Any]) -> Path:
+    """``results.json``, written atomically: a reader (or a full disk) never sees half a file."""
+    path = Path(out_dir) / "results.json"
+    atomic_write_bytes(path, json.dumps(results, indent=2).encode("utf-8"))
+    return path
 
 
 def run_settings(cfg: DictConfig) -> dict[str, Any]:
@@ -156,9 +165,7 @@ def run_tests(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, da
     clean = results["summary"]["mIoU"]
     results["corruptions"] = {"clean_mIoU": clean, "mIoU": table, "seed": spec.seed}
     markdown = corruption_table(clean, table)
-    out_dir = Path(cfg.paths.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "corruptions.md").write_text(markdown)
+    atomic_write_bytes(Path(cfg.paths.output_dir) / "corruptions.md", markdown.encode("utf-8"))
     print(markdown)
     return results
 

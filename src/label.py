@@ -6,8 +6,11 @@
 
 The output is the folder layout the datamodule reads (``data=folder``): ``images/``,
 ``masks/`` (class indices, 255 = ignore where the model is unsure), ``classes.txt`` and
-``manifest.json`` (model, weights, prompts, refinements, code version). Every file is written
-atomically and a re-run resumes, skipping finished images. Train a student on the result:
+``manifest.json`` (model, weights, prompts, refinements, code version), plus ``job.json`` (what
+decides the labels). Every file is written atomically and a re-run of the same job resumes,
+skipping finished images; a different job into the same ``out=`` is refused before any model is
+built (``overwrite=true`` deletes the old outputs and starts fresh). Train a student on the
+result:
 
     python -m src.train experiment=world_annofree data=folder data.root=data/custom_labels \\
         setting=supervised
@@ -23,7 +26,8 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from src.predict import build_labeller, class_list_argv, exit_on_missing_weights, run_labelling
+from src.predict import (build_labeller, class_list_argv, exit_on_user_error, open_job, record_job,
+                         run_labelling)
 from src.utils.config import CONFIG_DIR, to_plain
 
 log = logging.getLogger(__name__)
@@ -45,15 +49,16 @@ def source_images(cfg: DictConfig, mean, std):
 
 def label(cfg: DictConfig, callbacks: list | None = None) -> dict[str, Any]:
     """Write the pseudo-label dataset described by ``cfg``; returns the report."""
-    from src.utils.label_writers import DatasetWriter, check_writable, code_version, pending
+    from src.utils.label_writers import DatasetWriter, pending
 
-    out = check_writable(cfg.out)
     if cfg.get("data") is not None and not cfg.get("images") and not cfg.get("classes"):
         with open_dict(cfg):
             cfg.classes = cfg.data.vocabulary
+    out, identity, resumed = open_job(cfg, "label")  # before any model is built
     labeller, settings, (mean, std) = build_labeller(cfg)
     images = source_images(cfg, mean, std)
-    settings = {**settings, "threshold": cfg.get("threshold"), "code_version": code_version(),
+    settings = {**settings, "threshold": cfg.get("threshold"),
+                **record_job(out, identity, resumed),
                 "source": str(cfg.get("images") or f"data={cfg.data.dataset}")}
     todo = pending(images.names, out, "label")
     log.info("%d images, %d already labelled in %s", len(images), len(images) - len(todo), out)
@@ -70,11 +75,14 @@ def label(cfg: DictConfig, callbacks: list | None = None) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="label")
 def _hydra_main(cfg: DictConfig) -> None:
-    exit_on_missing_weights(label, cfg)
+    exit_on_user_error(label, cfg)
 
 
 def main() -> None:
-    sys.argv = class_list_argv(sys.argv)  # before Hydra parses `classes=a,b,c`
+    try:
+        sys.argv = class_list_argv(sys.argv)  # before Hydra parses `classes=a,b,c`
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
     _hydra_main()
 
 

@@ -8,13 +8,17 @@
 
 Per image: ``labels/<stem>.png`` (palette PNG, pixel = class index), ``overlays/<stem>.png``
 (colour overlay with a legend, the input's size), optionally ``confidence/<stem>.npy|png``; plus
-``summary.json`` (class areas per image, skipped files, settings). Re-running skips finished
-images. From Python, :func:`segment` labels one image through the same code path.
+``summary.json`` (class areas per image, skipped files, settings) and ``job.json`` (what decides
+the labels). Re-running the same job resumes, skipping finished images; a different job (other
+classes, model, weights, prompts, refinement...) into the same ``out=`` is refused before any
+model is built, naming what differs; ``overwrite=true`` deletes the old outputs and starts
+fresh. From Python, :func:`segment` labels one image through the same code path.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,13 +43,18 @@ def class_list_argv(argv: Sequence[str]) -> list[str]:
     """Rewrite ``classes=a,b,c`` (which Hydra rejects as ambiguous) to a quoted Hydra list.
 
     A value that already is a list (``[a,b]``), a file, or has no comma is left alone.
+
+    Raises:
+        ValueError: an empty or repeated entry (``classes=cat,,dog``), named.
     """
+    from src.prompts.vocabulary import split_class_list
+
     out = []
     for arg in argv:
         key, sep, value = arg.partition("=")
         if (sep and key.lstrip("+") == "classes" and "," in value
                 and not value.lstrip().startswith("[") and not Path(value).is_file()):
-            items = [v.strip() for v in value.split(",") if v.strip()]
+            items = split_class_list(value, source=arg)  # an empty entry is an error
             quoted = ",".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
                               for v in items)
             arg = f"{key}=[{quoted}]"
@@ -59,21 +68,73 @@ def load_classes(classes: Any):
     Raises:
         ValueError: empty list or duplicate class names (named).
     """
-    from src.prompts.vocabulary import ClassVocabulary, load_vocabulary
+    from src.prompts.vocabulary import ClassVocabulary, load_vocabulary, split_class_list
 
     if classes is None:
         raise ValueError("classes= is required: a vocabulary file, a shipped vocabulary name "
                          "(e.g. classes=voc20), or a list (classes=cat,dog,grass)")
     if isinstance(classes, str) and "," in classes and not Path(classes).is_file():
-        classes = [c for c in classes.split(",")]
+        classes = split_class_list(classes)
     if isinstance(classes, str):
         vocabulary = load_vocabulary(classes)
     else:
-        items = [str(c).strip() for c in classes if str(c).strip()]
-        if not items:
+        if not list(classes):
             raise ValueError("classes= is empty: give at least one class name")
-        vocabulary = ClassVocabulary.from_names(items, source="classes=")
+        # No entry is dropped: an empty one would shift every later class index.
+        vocabulary = ClassVocabulary.from_names([str(c) for c in classes], source="classes=")
     return vocabulary
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def requested_vocabulary(cfg: DictConfig):
+    """The classes the labels will index, from the config alone (no model is built): the
+    teacher's with its background class; for a student, ``classes=`` or None (its own)."""
+    if cfg.get("ckpt_path"):
+        return None if cfg.get("classes") is None else load_classes(cfg.classes)
+    from src.models.labeller import BackgroundConfig, with_background
+
+    background = BackgroundConfig(**to_plain(cfg.get("background") or {}))
+    return with_background(load_classes(cfg.classes), background)
+
+
+def _child_rank() -> bool:
+    """A process Lightning's DDP launcher started for rank > 0 (it re-runs the entry point)."""
+    return any(os.environ.get(key, "0") != "0" for key in ("LOCAL_RANK", "NODE_RANK"))
+
+
+def open_job(cfg: DictConfig, task: str) -> tuple[Path, dict[str, Any], dict[str, Any] | None]:
+    """Check ``out=`` for src.predict / src.label before any model is built or image read.
+
+    Returns:
+        (out folder, this run's job identity, the stored job when this run resumes it else None).
+
+    Raises:
+        PermissionError: ``out`` is not writable.
+        JobMismatchError: ``out`` holds another job's outputs (see ``check_job``).
+    """
+    from src.utils.label_writers import check_job, check_writable, job_identity
+
+    out = check_writable(cfg.out)
+    identity = job_identity(cfg, requested_vocabulary(cfg), task)
+    overwrite = bool(cfg.get("overwrite")) and not _child_rank()
+    resumed = check_job(out, identity, overwrite=overwrite, logger=log)
+    return out, identity, resumed
+
+
+def record_job(out: Path, identity: dict[str, Any], resumed: dict[str, Any] | None) -> dict:
+    """Write ``job.json`` for a fresh job (or a folder older code wrote, which has none); a
+    resumed job's is kept. Returns the code-version settings for the report/manifest."""
+    from src.utils.label_writers import read_job, write_job
+
+    if resumed is None or read_job(out) is None:
+        write_job(out, identity)
+    versions = {"code_version": identity["code_version"]}
+    if resumed is not None and resumed.get("code_version") != identity["code_version"]:
+        versions = {"code_version": resumed.get("code_version"),
+                    "resumed_with_code_version": identity["code_version"]}
+    return versions
 
 
 # --------------------------------------------------------------------------- the labeller
@@ -195,12 +256,13 @@ def run_labelling(cfg: DictConfig, labeller, images, callbacks: list, out: Path)
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Label ``cfg.images`` into ``cfg.out``; returns the summary."""
     from src.data.images import ImageListDataset, list_images
-    from src.utils.label_writers import PredictionWriter, check_writable, pending
+    from src.utils.label_writers import PredictionWriter, pending
     from src.utils.visualize import make_palette
 
-    out = check_writable(cfg.out)  # before any model is loaded
+    out, identity, resumed = open_job(cfg, "predict")  # before any model is built
     paths = list_images(cfg.images)
     labeller, settings, (mean, std) = build_labeller(cfg)
+    settings = {**settings, **record_job(out, identity, resumed)}
     images = ImageListDataset(paths, to_plain(cfg.get("scale")), mean, std)
     todo = pending(images.names, out, "predict")
     if len(todo) < len(images):
@@ -271,23 +333,31 @@ def segment(image: Any, classes: Any, teacher: str = "vit_b16", *,
     return labels.numpy(), probs.numpy()
 
 
-def exit_on_missing_weights(job, cfg: DictConfig) -> None:
-    """Run ``job(cfg)``; missing weights end the process with one message, not a traceback."""
+def exit_on_user_error(job, cfg: DictConfig) -> None:
+    """Run ``job(cfg)``; missing weights or an ``out=`` holding another job end the process
+    (exit status 1) with one message on stderr, not a traceback."""
     from src.models.clip_loading import WeightsUnavailableError
+    from src.utils.label_writers import JobMismatchError
 
     try:
         job(cfg)
-    except WeightsUnavailableError as err:
+    except (WeightsUnavailableError, JobMismatchError) as err:
         raise SystemExit(f"error: {err}") from None
+
+
+exit_on_missing_weights = exit_on_user_error  # the former name
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
 def _hydra_main(cfg: DictConfig) -> None:
-    exit_on_missing_weights(predict, cfg)
+    exit_on_user_error(predict, cfg)
 
 
 def main() -> None:
-    sys.argv = class_list_argv(sys.argv)  # before Hydra parses `classes=a,b,c`
+    try:
+        sys.argv = class_list_argv(sys.argv)  # before Hydra parses `classes=a,b,c`
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
     _hydra_main()
 
 

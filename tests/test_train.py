@@ -299,7 +299,8 @@ def test_ckpt_path_last_and_auto(tmp_path):
     last = tmp_path / "checkpoints" / "last.ckpt"
     last.parent.mkdir()
     last.write_bytes(b"")
-    assert resolve_ckpt_path("last", tmp_path) == resolve_ckpt_path("auto", tmp_path) == str(last)
+    assert resolve_ckpt_path("last", tmp_path) == str(last)  # train() then refuses it, named
+    assert resolve_ckpt_path("auto", tmp_path) is None  # an empty last.ckpt is incomplete
 
 
 def test_channels_last_student_follows_the_same_losses(tmp_path):

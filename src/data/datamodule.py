@@ -3,6 +3,11 @@
 Evaluation batches are *lists* (images differ in size and masks stay at original resolution);
 training batches are stacked (fixed crop size). Normalisation is resolved lazily so that the entry
 point can inject the CLIP model's own mean/std with :meth:`SegDataModule.set_normalization`.
+
+An unreadable image or mask stops evaluation with the dataset's
+:class:`~src.data.images.UnreadableImageError` (file, split list, fix): leaving a sample out would
+change the score. Training stops too, unless ``skip_unreadable``; then the stream uses the next
+readable sample and :attr:`SegDataModule.skipped_files` counts the files it left out.
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ def list_collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
 
     Returns:
         ``dict(image=list[3×h×w], mask=list[H×W], name=list[str], orig_size=list[(H, W)])``;
-        ``mask`` only when every sample has one.
+        ``mask`` only when every sample has one; ``skipped`` (list of unreadable file paths the
+        batch's samples stand in for, see ``skip_unreadable``) only when there are any.
 
     Raises:
         ValueError: If some samples have masks and others do not.
@@ -55,6 +61,9 @@ def list_collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
         out["mask"] = [s["mask"] for s in batch]
     elif with_mask:
         raise ValueError(f"Batch mixes samples with and without masks: {out['name']}.")
+    skipped = [path for s in batch for path in s.get("skipped", ())]
+    if skipped:
+        out["skipped"] = skipped
     return out
 
 
@@ -109,6 +118,11 @@ class SegDataModule(L.LightningDataModule):
         photometric: 'jitter' (ColorJitter approximation, padding with the mean colour in the
             crop step) or 'mmseg' (the exact mmseg 0.20.2 ``PhotoMetricDistortion``, padding after
             normalisation); see :func:`~src.data.transforms.build_train_transform`.
+        skip_unreadable: training only: a sample whose image or mask cannot be decoded is
+            replaced by the next readable one (deterministic, so resumed runs stay exact), each
+            such file is logged once with a warning and counted in :attr:`skipped_files`.
+            False (default): training stops with the error naming the file. Validation, test
+            and prediction always stop: leaving a sample out would change the score.
     """
 
     ignore_index: int = IGNORE_INDEX
@@ -136,6 +150,7 @@ class SegDataModule(L.LightningDataModule):
         name: str | None = None,
         cat_max_ratio: float | None = None,
         photometric: str = "jitter",
+        skip_unreadable: bool = False,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
@@ -187,6 +202,10 @@ class SegDataModule(L.LightningDataModule):
         self.zero_shot_split = zero_shot_split
         self.cat_max_ratio = cat_max_ratio
         self.photometric = photometric
+        self.skip_unreadable = bool(skip_unreadable)
+        #: Unreadable training files replaced so far in this process's stream (path → how
+        #: often); filled by on_before_batch_transfer, so it covers every DataLoader worker.
+        self.skipped_files: dict[str, int] = {}
         self.suppressed_classes: tuple[int, ...] | None = None  # see set_suppressed_classes
 
         self._injected: tuple[tuple[float, ...], tuple[float, ...]] | None = None
@@ -366,7 +385,7 @@ class SegDataModule(L.LightningDataModule):
         accumulate = trainer.accumulate_grad_batches if trainer is not None else 1
         sampler = StepSampler(self.batch_size, rank, world, self._resume_step * accumulate)
         return DataLoader(
-            StepSeededDataset(self.train_set, self.seed),
+            StepSeededDataset(self.train_set, self.seed, skip_unreadable=self.skip_unreadable),
             batch_size=self.batch_size,
             sampler=sampler,
             drop_last=True,
@@ -375,6 +394,28 @@ class SegDataModule(L.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
         )
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Main process, every batch: takes the ``skipped`` paths out and counts them.
+
+        Each unreadable file is logged once (with its path) the first time a batch stands in
+        for it; :attr:`skipped_files` then holds every such file and how many samples it cost.
+        """
+        if isinstance(batch, dict) and "skipped" in batch:
+            for path in batch.pop("skipped"):
+                if path not in self.skipped_files:
+                    log.warning(
+                        "skipping unreadable training file %s (data.skip_unreadable=true): the "
+                        "next readable sample is used instead; re-download or convert the file, "
+                        "or remove it from the split. %d file(s) skipped so far.",
+                        path, len(self.skipped_files) + 1)
+                self.skipped_files[path] = self.skipped_files.get(path, 0) + 1
+        return batch
+
+    @property
+    def num_skipped_files(self) -> int:
+        """How many distinct unreadable training files were skipped (for the LitModule to log)."""
+        return len(self.skipped_files)
 
     def state_dict(self) -> dict[str, Any]:
         """Saved in Lightning checkpoints: the optimizer step the stream has reached."""

@@ -11,6 +11,13 @@ Every sample is returned as a dict::
                absent when the sample has no mask
     name:      str, the sample id (file stem)
     orig_size: (H, W) of the original image
+
+Bad input fails loudly and names its file: images go through the project's one reader
+(:func:`src.data.images.read_rgb`: any PIL mode, 16-bit scaled, never clipped to white); an
+unreadable image or mask raises :class:`UnreadableImageError` naming the file and the split list
+to remove it from; an empty split raises :class:`EmptySplitError`; split lists and class files are
+decoded by :func:`src.utils.io.read_text_lines` (UTF-8 / UTF-16 with BOM, else an error naming
+the line).
 """
 
 from __future__ import annotations
@@ -25,15 +32,19 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from src.data.images import PREDICT_EXTENSIONS, UnreadableImageError, describe_error, read_rgb
 from src.data.transforms import IGNORE_INDEX
+from src.utils.io import TextFileError, read_text_lines
 
 __all__ = [
     "DATASETS",
     "COCOStuffDataset",
+    "EmptySplitError",
     "FolderDataset",
     "PascalContextDataset",
     "Sample",
     "SegmentationDataset",
+    "UnreadableImageError",
     "VOCDataset",
     "read_class_lines",
     "reduce_zero_label_map",
@@ -45,7 +56,18 @@ Sample = tuple[Path, Path | None, str]
 #: ``transform(image=H×W×3 uint8, mask=H×W uint8 | absent) -> dict(image=..., mask=...)``.
 Transform = Callable[..., Mapping[str, Any]]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+#: Image files a folder dataset lists: everything :func:`~src.data.images.read_rgb` reads that
+#: photo folders hold (the same list as ``src.predict``), so no image is silently left out.
+IMAGE_EXTENSIONS = PREDICT_EXTENSIONS
+
+
+class EmptySplitError(ValueError, FileNotFoundError):
+    """A split (a split list file, or a folder) that yields no sample.
+
+    A zero-length dataset would otherwise reach Lightning, which only warns and then evaluates
+    nothing. A ``ValueError`` (the split's content is wrong) and, for callers that catch layout
+    problems, a ``FileNotFoundError`` (nothing was found where the layout says).
+    """
 
 
 def reduce_zero_label_map() -> dict[int, int]:
@@ -54,14 +76,17 @@ def reduce_zero_label_map() -> dict[int, int]:
 
 
 def read_class_lines(path: str | Path) -> list[str]:
-    """Class lines of a vocabulary file: stripped, without blank and ``#`` comment lines.
+    """Class lines of a vocabulary file, stripped, without ``#`` comment lines.
 
-    Skips the same lines as :func:`src.prompts.vocabulary.load_vocabulary`, so that the class
-    count (and hence the valid mask range) matches the text classifier.
+    The reader of :func:`src.prompts.vocabulary.load_vocabulary` itself, so that the class count
+    (and hence the valid mask range) matches the text classifier, and with its checks: an empty
+    line before the last class, a malformed or repeated class, or bytes that are not UTF-8/UTF-16
+    raise a ``ValueError`` naming the file and line (a dropped line would shift every later
+    class index).
     """
-    with open(path, encoding="utf-8") as f:
-        lines = (line.strip() for line in f)
-        return [line for line in lines if line and not line.startswith("#")]
+    from src.prompts.vocabulary import read_class_file  # lazy: src.prompts imports open_clip
+
+    return [line for _, line in read_class_file(path)]
 
 
 class SegmentationDataset(Dataset):
@@ -76,6 +101,11 @@ class SegmentationDataset(Dataset):
             :mod:`src.data.transforms`. ``None`` gives the unnormalised 0..255 float image at
             original size.
         label_map_name: Short description of the label map, used in error messages.
+        split_source: The split list file (or the folder) the samples were listed from, so
+            that an error about one sample can say where to leave it out.
+
+    Raises:
+        EmptySplitError: ``samples`` is empty.
     """
 
     def __init__(
@@ -85,6 +115,7 @@ class SegmentationDataset(Dataset):
         label_map: Mapping[int, int] | None = None,
         transform: Transform | None = None,
         label_map_name: str | None = None,
+        split_source: str | Path | None = None,
     ) -> None:
         if num_classes < 1 or num_classes > IGNORE_INDEX:
             raise ValueError(f"num_classes must be in 1..{IGNORE_INDEX}, got {num_classes}.")
@@ -92,6 +123,12 @@ class SegmentationDataset(Dataset):
             (Path(img), None if mask is None else Path(mask), str(name))
             for img, mask, name in samples
         ]
+        self.split_source = None if split_source is None else Path(split_source)
+        if not self.samples:
+            where = f" listed by {self.split_source}" if self.split_source is not None else ""
+            raise EmptySplitError(
+                f"{type(self).__name__}: no samples{where}; a dataset needs at least one "
+                "(image, mask) pair.")
         self.num_classes = num_classes
         self.label_map = None if label_map is None else dict(label_map)
         self.label_map_name = label_map_name or ("custom" if label_map else None)
@@ -118,9 +155,40 @@ class SegmentationDataset(Dataset):
         return [name for _, _, name in self.samples]
 
     def load_image(self, index: int) -> np.ndarray:
-        """Reads sample ``index``'s image as an H×W×3 uint8 RGB array."""
-        with Image.open(self.samples[index][0]) as im:
-            return np.array(im.convert("RGB"))
+        """Reads sample ``index``'s image as an H×W×3 uint8 RGB array.
+
+        Through :func:`~src.data.images.read_rgb`, the reader ``src.predict`` uses, so a 16-bit
+        PNG is scaled (not clipped to white) and CMYK/LA/P/1-bit images convert the same way.
+
+        Raises:
+            UnreadableImageError: the file cannot be decoded; names it and how to leave it out.
+        """
+        path = self.samples[index][0]
+        try:
+            return read_rgb(path)
+        except UnreadableImageError as err:
+            raise self._unreadable(index, "image", path, err.cause) from err
+
+    def leave_out_hint(self, index: int) -> str:
+        """How to leave sample ``index`` out of this split (for error messages)."""
+        image, mask, name = self.samples[index]
+        files = f"{image}" + ("" if mask is None else f" and its mask {mask}")
+        source = self.split_source
+        if source is not None and source.is_file():
+            return f"remove its id {name!r} from the split list {source}"
+        if source is not None:
+            return f"move {files} out of the dataset (every file in {source} is used)"
+        return f"remove sample {name!r} ({files}) from the sample list"
+
+    def _unreadable(self, index: int, kind: str, path: Path, cause: str) -> UnreadableImageError:
+        """The error for an undecodable image or mask of sample ``index``: file, cause, fix."""
+        return UnreadableImageError(
+            f"Unreadable {kind} file {path} (sample {self.samples[index][2]!r}): {cause}. "
+            f"Re-download or re-convert this file (open it in an image viewer; save it again), "
+            f"or {self.leave_out_hint(index)}. Training can instead use the next readable sample "
+            "with data.skip_unreadable=true; evaluation always stops, because leaving a sample "
+            "out would change the score.",
+            path, cause)
 
     def load_mask(self, index: int) -> np.ndarray | None:
         """Reads, label-maps and validates sample ``index``'s mask.
@@ -134,9 +202,16 @@ class SegmentationDataset(Dataset):
         path = self.samples[index][1]
         if path is None:
             return None
-        with Image.open(path) as im:
-            # Palette PNGs must stay palette indices: converting to RGB/L would give colours.
-            raw = np.array(im)
+        try:
+            with Image.open(path) as im:
+                # Palette PNGs must stay palette indices: converting to RGB/L would give colours.
+                raw = np.array(im)
+        except MemoryError:
+            raise
+        except Exception as err:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError...
+            raise self._unreadable(index, "mask", path, describe_error(err)) from err
+        if raw.ndim == 0 or raw.size == 0:  # PIL gives a 0-d object array for some broken files
+            raise self._unreadable(index, "mask", path, "no pixel data")
         if raw.ndim != 2:
             raise ValueError(
                 f"Mask {path} has shape {raw.shape}; expected a single-channel (palette or "
@@ -144,6 +219,12 @@ class SegmentationDataset(Dataset):
             )
         if raw.dtype == bool:
             raw = raw.astype(np.uint8)
+        if raw.dtype.kind == "f" and not np.array_equal(raw, np.round(raw)):
+            raise ValueError(
+                f"Mask {path} holds fractional values (a float image); expected integer class "
+                f"indices 0..{self.num_classes - 1} and {IGNORE_INDEX} = ignore in a "
+                "single-channel PNG."
+            )
         if raw.dtype != np.uint8:
             if raw.min() < 0 or raw.max() > 255:
                 bad = np.unique(raw[(raw < 0) | (raw > 255)])[:20].tolist()
@@ -179,9 +260,15 @@ class SegmentationDataset(Dataset):
         mask = self.load_mask(index)
         orig_size = (int(image.shape[0]), int(image.shape[1]))
         if mask is not None and mask.shape != image.shape[:2]:
+            rotated = mask.shape == image.shape[1::-1]
             raise ValueError(
                 f"Mask {self.samples[index][1]} is {mask.shape[0]}×{mask.shape[1]} but image "
-                f"{self.samples[index][0]} is {orig_size[0]}×{orig_size[1]}."
+                f"{self.samples[index][0]} is {orig_size[0]}×{orig_size[1]} (height×width); a "
+                "mask labels its image pixel for pixel, so both must have one size. "
+                + ("The image looks rotated by 90° against its mask (saved by an editor that "
+                   "applied an EXIF orientation?). " if rotated else "")
+                + f"Re-export the image or the mask at the other's size, or "
+                f"{self.leave_out_hint(index)}."
             )
         if self.transform is None:
             out: dict[str, Any] = {"image": torch.from_numpy(image).permute(2, 0, 1).float()}
@@ -243,9 +330,38 @@ def _list_dir(directory: Path) -> set[str]:
 
 
 def _read_split(path: Path) -> list[str]:
-    with open(path, encoding="utf-8") as f:
-        # Split lists may hold "id" or "id extra columns"; the id is the first token.
-        return [line.split()[0] for line in f if line.strip()]
+    """Image ids of a split list: the first token of each non-blank line, in order.
+
+    Split lists may hold "id" or "id extra columns". Blank lines are skipped (they shift nothing);
+    an id listed twice is an error naming both lines, since it would count the image twice.
+
+    Raises:
+        TextFileError: undecodable bytes or a repeated id (names the file and line).
+    """
+    ids: list[str] = []
+    first_line: dict[str, int] = {}
+    for lineno, line in enumerate(read_text_lines(path), start=1):
+        if not line.strip():
+            continue
+        name = line.split()[0]
+        if name in first_line:
+            raise TextFileError(
+                f"{path}:{lineno}: id {name!r} on line {lineno} is already listed on line "
+                f"{first_line[name]}; the image would count twice. Remove one of the lines.",
+                path, lineno)
+        first_line[name] = lineno
+        ids.append(name)
+    return ids
+
+
+def _empty_split_error(dataset: str, what: str, source: Path, expected: str, root: Path,
+                       layout: str, hint: str) -> EmptySplitError:
+    """An EmptySplitError naming the split list or folder, what it should hold and the layout."""
+    return EmptySplitError(
+        f"{dataset}: {what} {source} holds no {expected}, so the split is empty.\n"
+        f"Expected layout (data root = {root}):\n{layout.rstrip()}\n"
+        f"Hint: {hint}"
+    )
 
 
 class _MMSegLayoutDataset(SegmentationDataset):
@@ -261,6 +377,10 @@ class _MMSegLayoutDataset(SegmentationDataset):
             self.DATASET_NAME, what, path, root, self.LAYOUT,
             self.HINT + _nested_hint(root, self.NESTED_ROOTS),
         )
+
+    def _empty(self, root: Path, what: str, source: Path, expected: str) -> EmptySplitError:
+        return _empty_split_error(self.DATASET_NAME, what, source, expected, root, self.LAYOUT,
+                                  self.HINT + _nested_hint(root, self.NESTED_ROOTS))
 
     def _check_dir(self, root: Path, directory: Path, what: str) -> None:
         if not root.is_dir():
@@ -285,7 +405,18 @@ class _MMSegLayoutDataset(SegmentationDataset):
         mask_suffix: str,
         split_file: Path | str,
     ) -> list[Sample]:
-        """Builds samples; each mask is taken from the first of ``mask_dirs`` that has it."""
+        """Builds samples; each mask is taken from the first of ``mask_dirs`` that has it.
+
+        Raises:
+            EmptySplitError: ``ids`` is empty (an empty split list).
+        """
+        if not ids:
+            source = Path(split_file)
+            if source.is_file():
+                raise self._empty(root, "the split list", source,
+                                  f"image id (one per line: an image's name in {image_dir} "
+                                  f"without {image_suffix!r})")
+            raise self._empty(root, "the folder", source, f"*{image_suffix} image")
         images = _list_dir(image_dir)
         mask_listings = [(d, _list_dir(d)) for d in mask_dirs if d.is_dir()]
         samples: list[Sample] = []
@@ -362,6 +493,7 @@ VOCdevkit/VOC2012/                      <- data.root
             label_map=None if with_background else reduce_zero_label_map(),
             transform=transform,
             label_map_name=None if with_background else "reduce_zero_label",
+            split_source=split_file,
         )
         self.root, self.split = root, split
 
@@ -420,6 +552,7 @@ VOCdevkit/VOC2010/                      <- data.root
             label_map=reduce_zero_label_map() if reduce else None,
             transform=transform,
             label_map_name="reduce_zero_label" if reduce else None,
+            split_source=split_file,
         )
         self.root, self.split = root, split
 
@@ -464,11 +597,11 @@ coco_stuff164k/                         <- data.root
             raise self._error(root, f"annotation folder for split {split!r}", mask_dir)
         ids = sorted(name[: -len(".jpg")] for name in _list_dir(image_dir) if name.endswith(".jpg"))
         if not ids:
-            raise self._error(root, f"any .jpg image in {image_dir}", image_dir / "<id>.jpg")
+            raise self._empty(root, "the image folder", image_dir, "*.jpg image")
         samples = self._collect(
             root, ids, image_dir, ".jpg", [mask_dir], "_labelTrainIds.png", image_dir
         )
-        super().__init__(samples, num_classes=171, transform=transform)
+        super().__init__(samples, num_classes=171, transform=transform, split_source=image_dir)
         self.root, self.split = root, split
 
 
@@ -503,11 +636,11 @@ coco_stuff164k/                         <- data.root (images shared with COCO-St
         ids = sorted(name[: -len("_instanceTrainIds.png")] for name in masks
                      if name.endswith("_instanceTrainIds.png"))
         if not ids:
-            raise self._error(root, "any *_instanceTrainIds.png mask",
-                              mask_dir / "<id>_instanceTrainIds.png")
+            raise self._empty(root, "the annotation folder", mask_dir,
+                              "*_instanceTrainIds.png mask")
         samples = self._collect(root, ids, image_dir, ".jpg", [mask_dir],
                                 "_instanceTrainIds.png", mask_dir)
-        super().__init__(samples, num_classes=81, transform=transform)
+        super().__init__(samples, num_classes=81, transform=transform, split_source=mask_dir)
         self.root, self.split = root, split
 
 
@@ -543,9 +676,9 @@ cityscapes/                              <- data.root
                 raise self._error(root, f"mask for {image.name!r}", mask)
             samples.append((image, mask, stem))
         if not samples:
-            raise self._error(root, "any *_leftImg8bit.png image",
-                              image_root / "<city>" / "<id>_leftImg8bit.png")
-        super().__init__(samples, num_classes=19, transform=transform)
+            raise self._empty(root, "the image folder", image_root,
+                              "<city>/*_leftImg8bit.png image")
+        super().__init__(samples, num_classes=19, transform=transform, split_source=image_root)
         self.root, self.split = root, split
 
 
@@ -573,10 +706,11 @@ ADEChallengeData2016/                    <- data.root
         self._check_split_dirs(root, image_dir, mask_dir, split)
         ids = sorted(name[: -len(".jpg")] for name in _list_dir(image_dir) if name.endswith(".jpg"))
         if not ids:
-            raise self._error(root, f"any .jpg image in {image_dir}", image_dir / "<id>.jpg")
+            raise self._empty(root, "the image folder", image_dir, "*.jpg image")
         samples = self._collect(root, ids, image_dir, ".jpg", [mask_dir], ".png", image_dir)
         super().__init__(samples, num_classes=150, label_map=reduce_zero_label_map(),
-                         transform=transform, label_map_name="reduce_zero_label")
+                         transform=transform, label_map_name="reduce_zero_label",
+                         split_source=image_dir)
         self.root, self.split = root, split
 
 
@@ -584,7 +718,9 @@ class FolderDataset(SegmentationDataset):
     """A custom dataset: a folder of images, optional index masks and a vocabulary file.
 
     Masks hold class indices into ``classes.txt`` (0..C-1, 255 = ignore). Without a ``masks/``
-    folder the dataset is image-only (for prediction).
+    folder the dataset is image-only (for prediction). Every image file in ``images/`` with an
+    extension of :data:`IMAGE_EXTENSIONS` is listed (hidden files such as macOS ``._x.jpg`` are
+    not images and are ignored), so no image is silently left out.
 
     Args:
         root: The folder (see :attr:`LAYOUT`).
@@ -597,10 +733,12 @@ class FolderDataset(SegmentationDataset):
     DATASET_NAME = "Folder dataset"
     LAYOUT = """\
 <root>/                                 <- data.root
-├── classes.txt          one class per line: "<dataset name>[: <prompt>[, <synonym>...]]"
-├── images/<stem>.jpg    (.jpg, .jpeg or .png)
-├── masks/<stem>.png     optional; single-channel PNG of class indices (line number in
-│                        classes.txt, 0-based), 255 = ignore; no masks/ = prediction only
+├── classes.txt          one class per line: "<dataset name>[: <prompt>[, <synonym>...]]";
+│                        no empty lines; lines starting with '#' are comments; UTF-8
+├── images/<stem>.jpg    (.jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp or .gif)
+├── masks/<stem>.png     optional; single-channel PNG of class indices (0-based position of
+│                        the class among the non-comment lines of classes.txt), 255 = ignore;
+│                        no masks/ = prediction only
 └── splits/<split>.txt   optional; one image stem per line (data.test_split=<split>)
 """
     HINT = "set data.root=/path/to/your/folder (default ${paths.data_dir}/custom)."
@@ -623,12 +761,13 @@ class FolderDataset(SegmentationDataset):
                 raise _layout_error(self.DATASET_NAME, what, path, root, self.LAYOUT, self.HINT)
         class_lines = read_class_lines(classes_file)
         if not class_lines:
-            raise ValueError(f"Vocabulary file {classes_file} lists no classes.")
+            raise ValueError(f"Vocabulary file {classes_file} lists no classes; expected one "
+                             "class per line.")
 
         by_stem: dict[str, Path] = {}
         for name in sorted(_list_dir(image_dir)):
             path = image_dir / name
-            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            if name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
             if path.stem in by_stem:
                 raise ValueError(
@@ -647,18 +786,25 @@ class FolderDataset(SegmentationDataset):
                 )
             stems = _read_split(split_source)
         if not stems:
-            raise _layout_error(
-                self.DATASET_NAME, f"any image ({', '.join(IMAGE_EXTENSIONS)})",
-                image_dir / "<stem>.jpg", root, self.LAYOUT, self.HINT,
-            )
+            if split is None:
+                raise _empty_split_error(
+                    self.DATASET_NAME, "the image folder", image_dir,
+                    f"image file ({', '.join(IMAGE_EXTENSIONS)})", root, self.LAYOUT, self.HINT)
+            raise _empty_split_error(
+                self.DATASET_NAME, "the split list", split_source,
+                f"image stem (one per line, the file name in {image_dir} without extension)",
+                root, self.LAYOUT, self.HINT)
 
         masks = _list_dir(mask_dir) if mask_dir.is_dir() else None
         samples: list[Sample] = []
         for stem in stems:
             if stem not in by_stem:
+                hint = self.HINT
+                if Path(stem).stem in by_stem:
+                    hint = f"list image stems without extension ({Path(stem).stem!r})."
                 raise _layout_error(
                     self.DATASET_NAME, f"image {stem!r} listed in {split_source}",
-                    image_dir / f"{stem}.jpg", root, self.LAYOUT, self.HINT,
+                    image_dir / f"{stem}.jpg", root, self.LAYOUT, hint,
                 )
             mask_path = None
             if masks is not None:
@@ -677,6 +823,7 @@ class FolderDataset(SegmentationDataset):
             label_map=reduce_zero_label_map() if reduce_zero_label else None,
             transform=transform,
             label_map_name="reduce_zero_label" if reduce_zero_label else None,
+            split_source=split_source,
         )
         self.root, self.split = root, split
         self.classes_file = classes_file

@@ -1,8 +1,11 @@
 """Images from anywhere, for prediction and label export: a file, a folder, a glob or a list.
 
 Real photo collections hold grayscale, RGBA, palette and 16-bit files next to broken ones. Every
-readable image is converted to 8-bit RGB; an unreadable one is not an exception that kills a
-long job but a reported skip (``ImageListDataset`` returns ``error`` instead of ``image``).
+readable image is converted to 8-bit RGB by :func:`read_rgb` - the one image reader of the
+project (prediction, label export and every dataset), so that a file gives the same pixels
+whichever entry point reads it. An unreadable file raises :class:`UnreadableImageError`, which
+names the file; here it is not an exception that kills a long job but a reported skip
+(``ImageListDataset`` returns ``error`` instead of ``image``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,38 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from src.data.transforms import build_eval_transform
+
+__all__ = [
+    "PREDICT_EXTENSIONS",
+    "ImageListDataset",
+    "UnreadableImageError",
+    "list_collate",
+    "list_images",
+    "describe_error",
+    "read_rgb",
+    "to_rgb_uint8",
+]
+
+
+class UnreadableImageError(OSError):
+    """An image (or mask) file that cannot be decoded: truncated, corrupt, empty, not an image.
+
+    The message names the file and what to do; callers that know more (a dataset knows the
+    split list that named the file) re-raise with their own message.
+
+    Attributes:
+        path: the file (None after the error crossed a DataLoader worker, which keeps only the
+            message).
+        cause: the decoder's own words, e.g. ``"OSError: image file is truncated"``.
+    """
+
+    def __init__(self, message: str, path: str | Path | None = None, cause: str = "") -> None:
+        # One argument only: OSError(a, b) would read (errno, strerror), and torch re-raises a
+        # worker's exception as ``type(err)(message)``.
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
+        self.cause = cause
+
 
 # What PIL reads that photo folders commonly hold.
 PREDICT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -70,18 +105,37 @@ def to_rgb_uint8(image: Image.Image) -> np.ndarray:
             top = max(float(array.max()), 1e-12) if array.max() > 1 else 1.0
         gray = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)
-    return np.asarray(image.convert("RGB"))
+    # np.array, not np.asarray: PIL's buffer is read-only, and datasets hand the array to torch
+    # and to in-place augmentations.
+    return np.array(image.convert("RGB"))
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
     """Read an image file as H×W×3 uint8 RGB (see :func:`to_rgb_uint8`).
 
+    Any mode PIL opens is converted (16/32-bit scaled, CMYK/LA/P/1-bit through PIL, alpha
+    dropped); the whole file is decoded here, so a truncated file fails now, not later.
+
     Raises:
-        OSError / ValueError: the file is not a readable image (PIL's message names the cause).
+        UnreadableImageError: the file is missing, truncated, corrupt or not an image; the
+            message names the file and PIL's cause.
     """
-    with Image.open(path) as image:
-        image.load()
-        return to_rgb_uint8(image)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return to_rgb_uint8(image)
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError...
+        cause = describe_error(err)
+        raise UnreadableImageError(
+            f"cannot read image {path}: {cause}. Re-download the file or convert it (open it in "
+            "an image viewer and save it again as PNG or JPEG).", path, cause) from err
+
+
+def describe_error(err: BaseException) -> str:
+    """``"OSError: image file is truncated"``: a decoder error in one line, for messages."""
+    return f"{type(err).__name__}: {err}".strip().rstrip(".")
 
 
 class ImageListDataset(Dataset):

@@ -5,17 +5,24 @@ counters). Position ``p`` maps to a dataset index through a per-epoch permutatio
 ``(seed, p // len(dataset))``, and its augmentation is reseeded by ``(seed, p)``. A run resumed
 from a checkpoint at step ``k`` starts the stream at step ``k`` and sees exactly the samples and
 crops the uninterrupted run saw. Each rank takes its own slice of every global batch.
+
+An unreadable training file stops the run (:class:`~src.data.images.UnreadableImageError`)
+unless ``skip_unreadable``: then position ``p`` takes the next readable index after its own, in
+dataset order, with ``p``'s augmentation seed. Which file a position yields depends only on
+which files are readable, so a resumed run still sees what the uninterrupted one saw.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import lru_cache
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Sampler
 
 from src.data.datasets import SegmentationDataset
+from src.data.images import UnreadableImageError
 
 
 class StepSeededDataset(Dataset):
@@ -25,11 +32,24 @@ class StepSeededDataset(Dataset):
         base: the training dataset; its ``transform`` should be a ``SegTransform`` whose
             albumentations pipeline can be reseeded.
         seed: the run's seed.
+        skip_unreadable: replace a sample whose image or mask cannot be decoded by the next
+            readable one (dataset order, wrapping around) instead of stopping. The item then
+            carries ``skipped``: the unreadable file paths (str) it stands in for, which
+            :meth:`SegDataModule.on_before_batch_transfer` counts and logs in the main process
+            (worker processes cannot update the main process's state).
+
+    Attributes:
+        unreadable: ``{dataset index: (path, message)}`` of the unreadable samples met *in this
+            process* (each DataLoader worker has its own copy); a cache, so a bad file is not
+            decoded again.
     """
 
-    def __init__(self, base: SegmentationDataset, seed: int) -> None:
+    def __init__(self, base: SegmentationDataset, seed: int,
+                 skip_unreadable: bool = False) -> None:
         self.base = base
         self.seed = int(seed)
+        self.skip_unreadable = bool(skip_unreadable)
+        self.unreadable: dict[int, tuple[str, str]] = {}
 
     def __len__(self) -> int:
         return len(self.base)
@@ -43,11 +63,42 @@ class StepSeededDataset(Dataset):
         epoch, offset = divmod(int(position), len(self.base))
         return int(self._permutation(epoch)[offset])
 
-    def __getitem__(self, position: int):
+    def _reseed(self, position: int) -> None:
         pipeline = getattr(self.base.transform, "pipeline", None)
         if pipeline is not None and hasattr(pipeline, "set_random_seed"):
             pipeline.set_random_seed((self.seed * 7_919 + int(position)) % 2**31)
-        return self.base[self.index_of(position)]
+
+    def __getitem__(self, position: int) -> dict[str, Any]:
+        """The sample of ``position`` (a dict as from the base dataset).
+
+        Raises:
+            UnreadableImageError: the sample's file cannot be decoded and ``skip_unreadable`` is
+                off, or every file of the dataset is unreadable.
+        """
+        first = self.index_of(position)
+        n = len(self.base)
+        skipped: list[str] = []
+        for step in range(n):
+            index = (first + step) % n
+            if index in self.unreadable:
+                skipped.append(self.unreadable[index][0])
+                continue
+            self._reseed(position)  # the same augmentation whichever index stands in
+            try:
+                sample = self.base[index]
+            except UnreadableImageError as err:
+                if not self.skip_unreadable:
+                    raise
+                path = str(err.path) if err.path is not None else self.base.samples[index][0]
+                self.unreadable[index] = (str(path), str(err))
+                skipped.append(str(path))
+                continue
+            if skipped:
+                sample["skipped"] = skipped
+            return sample
+        raise UnreadableImageError(
+            f"All {n} training samples are unreadable (data.skip_unreadable=true found no "
+            f"readable one); first: {self.unreadable[first][1]}", self.unreadable[first][0])
 
 
 class StepSampler(Sampler[int]):

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+
 from torchmetrics.classification import MulticlassConfusionMatrix
+
+from src.utils.io import atomic_open
 
 IGNORE_INDEX = 255
 log = logging.getLogger(__name__)
@@ -98,8 +101,7 @@ def report_per_class(trainer, loggers, names: Sequence[str], iou: Tensor,
     log_dir = trainer.log_dir or trainer.default_root_dir
     if log_dir:
         path = Path(log_dir) / "per_class_iou.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as fh:
+        with atomic_open(path, "w") as fh:  # never a half-written table
             writer = csv.writer(fh)
             writer.writerow(["class", "iou", "split"])
             for index, (name, value) in enumerate(rows):

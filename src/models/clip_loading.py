@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,11 @@ def create_clip(
 
     Returns:
         (model, spec).
+
+    Raises:
+        ValueError: a local ``pretrained`` file that does not load: empty or truncated, not a
+            torch/safetensors file, not a CLIP, or a CLIP of another architecture. The message
+            names the file, its size, what it seems to be and what to pass instead.
     """
     if model_config:
         config_path = Path(model_config)
@@ -158,8 +164,16 @@ def create_clip(
             weights_only=True,
             **create_kwargs,
         )
-    except (RuntimeError, OSError) as err:
-        if spec.pretrained is None or Path(spec.pretrained).is_file():
+    except Exception as err:
+        if spec.pretrained is not None and Path(spec.pretrained).is_file():
+            if Path(spec.pretrained).suffix.lower() in (".npz", ".npy"):
+                raise  # big_vision numpy weights: open_clip's own converter speaks for them
+            # A local file that does not load: say what it is and what to pass instead.
+            message = explain_clip_file(spec.pretrained, spec.arch, **create_kwargs)
+            if message is not None:
+                raise ValueError(message) from err
+            raise
+        if spec.pretrained is None or not isinstance(err, (RuntimeError, OSError)):
             raise
         raise RuntimeError(
             f"could not obtain pretrained weights {spec.pretrained!r} for {spec.arch} ({err}). "
@@ -280,3 +294,440 @@ def set_image_tower_numerics(visual: nn.Module, activation: str | None = None,
                 module.eps = float(ln_eps)
         changed["ln_eps"] = float(ln_eps)
     return changed
+
+
+# ============================================================================ weights files
+# What a weights file holds, read the way it is meant to be read (safetensors, or torch.load with
+# weights_only=True: no code runs), so that a wrong, truncated or foreign file fails with one
+# sentence that names it, instead of a pickle/zip error or a 20 KB missing-keys dump.
+
+#: Entries open_clip adapts while loading (positional embeddings are resized to the configured
+#: grid/context, ``logit_scale``/``logit_bias`` reshaped or added): a different shape is no misfit.
+ADAPTED_BY_OPEN_CLIP = ("visual.positional_embedding", "positional_embedding",
+                        "text.positional_embedding", "logit_scale", "logit_bias")
+
+
+def format_size(size: int) -> str:
+    """``0 bytes``, ``812 bytes``, ``20.4 KB``, ``3.1 MB``, ``1.2 GB``."""
+    if size < 1000:
+        return f"{size} bytes"
+    for unit, scale in (("KB", 1e3), ("MB", 1e6), ("GB", 1e9)):
+        if size < scale * 1000 or unit == "GB":
+            value = size / scale
+            return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    return f"{size} bytes"  # unreachable
+
+
+class UnreadableWeightsError(ValueError):
+    """A file that torch.load(weights_only=True) / safetensors cannot read.
+
+    Attributes:
+        path, size: the file and its size in bytes.
+        reason: why, as a clause (``the file is empty``, ``... truncated ...``).
+        damaged: True when the file is empty or cut short (copy it again), False when it is
+            whole but of another kind (a TorchScript archive, pickled objects, not torch).
+    """
+
+    def __init__(self, path: Path, size: int, reason: str, damaged: bool = True) -> None:
+        self.path, self.size, self.reason, self.damaged = path, size, reason, damaged
+        super().__init__(f"{path} ({format_size(size)}) cannot be read: {reason}")
+
+
+@dataclass
+class WeightsFile:
+    """A weights file as read (lazily: torch zip archives are memory-mapped).
+
+    Attributes:
+        path, size: the file and its size in bytes.
+        format: ``safetensors`` or ``torch``.
+        obj: what ``torch.load`` returned (None for safetensors).
+        shapes: key → shape of the state dict it holds, unwrapped as open_clip does (the
+            ``state_dict`` entry of a training checkpoint, ``module.`` prefixes dropped); None
+            when it holds no tensors.
+    """
+
+    path: Path
+    size: int
+    format: str
+    obj: object
+    shapes: dict[str, tuple[int, ...]] | None
+
+
+def _sniff(head: bytes) -> str:
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if head[:1] == b"\x80":
+        return "pickle"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
+    return "unknown"
+
+
+def _tensor_shapes(state: object) -> dict[str, tuple[int, ...]] | None:
+    import torch
+
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        return None
+    shapes = {str(k): tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if shapes and next(iter(shapes)).startswith("module"):  # as open_clip's load_state_dict
+        shapes = {k[7:]: v for k, v in shapes.items()}
+    return shapes or None
+
+
+def _torch_load_problem(err: Exception, head: bytes) -> str:
+    """A clause saying why torch.load failed on a file."""
+    text = str(err)
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    if isinstance(err, EOFError) or "Ran out of input" in text:
+        return "the data ends early: the file is truncated (an interrupted download, copy or save?)"
+    if "central directory" in text or "PytorchStreamReader" in text:
+        return ("torch.save's zip archive is cut short or damaged (no central directory): the file "
+                "is truncated or corrupted (an interrupted download, copy or save?)")
+    if "Weights only load failed" in text:
+        return ("it holds pickled Python objects, not only tensors (e.g. a whole model saved with "
+                "torch.save(model)); weights_only=True refuses to run their code, so it is not "
+                "read as a state dict")
+    if "invalid load key" in text or _sniff(head) == "unknown":
+        return f"it is not a torch.save or safetensors file (it begins with {head[:8]!r})"
+    return f"torch.load failed ({type(err).__name__}: {first[:200]})"
+
+
+def read_weights_file(path: str | Path, *, mmap: bool = True) -> WeightsFile:
+    """Read a .pt/.pth/.bin/.ckpt (torch.load, weights_only=True) or .safetensors file.
+
+    Args:
+        mmap: memory-map torch zip archives (tensors are read only when touched; the shapes and
+            the non-tensor entries are at hand at once).
+
+    Raises:
+        FileNotFoundError: no such file.
+        UnreadableWeightsError: empty, truncated, a TorchScript archive, pickled objects, or
+            not a torch/safetensors file; ``reason`` says which.
+    """
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist (or is not a file)")
+    size = path.stat().st_size
+    if size == 0:
+        raise UnreadableWeightsError(path, 0, "the file is empty (an interrupted download, copy "
+                                              "or save?)")
+    with path.open("rb") as fh:
+        head = fh.read(16)
+    kind = _sniff(head)
+    if path.suffix.lower() == ".safetensors" or kind == "safetensors":
+        if kind in ("zip", "pickle"):
+            raise UnreadableWeightsError(path, size, "it is a torch.save file, not safetensors: "
+                                                     "rename it to .pt (the reader follows the "
+                                                     "suffix)", damaged=False)
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+        except Exception as err:  # noqa: BLE001 - SafetensorError and friends
+            raise UnreadableWeightsError(path, size, (
+                f"it is not a complete safetensors file ({str(err).strip()[:160]}): truncated or "
+                "damaged (an interrupted download, copy or save?)")) from err
+        return WeightsFile(path, size, "safetensors", None, shapes or None)
+    is_zip = zipfile.is_zipfile(path)
+    if is_zip:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        if any("/code/" in n or n.endswith("/constants.pkl") for n in names):
+            raise UnreadableWeightsError(path, size, (
+                "it is a TorchScript archive (torch.jit.save, e.g. OpenAI's original CLIP "
+                "release), which weights_only=True cannot read; save its state dict first: "
+                "python -c \"import torch; sd = torch.jit.load('IN.pt', map_location='cpu')"
+                ".state_dict(); [sd.pop(k, None) for k in ('input_resolution', 'context_length', "
+                "'vocab_size')]; torch.save(sd, 'OUT.pt')\" (OpenAI weights also need "
+                "teacher.quick_gelu=true)"), damaged=False)
+    elif kind == "zip":
+        raise UnreadableWeightsError(path, size, _torch_load_problem(
+            RuntimeError("PytorchStreamReader failed finding central directory"), head))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and is_zip)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError, KeyError,
+            AttributeError, TypeError) as err:
+        reason = _torch_load_problem(err, head)
+        damaged = "truncated" in reason
+        raise UnreadableWeightsError(path, size, reason, damaged) from err
+    return WeightsFile(path, size, "torch", obj, _tensor_shapes(obj))
+
+
+# ------------------------------------------------------------------------- what a file holds
+@dataclass(frozen=True)
+class ClipShape:
+    """The sizes of an open_clip CLIP that its state dict shows."""
+
+    tower: str                      # ViT | ModifiedResNet
+    width: int
+    layers: int | tuple[int, ...]
+    patch: int | None
+    image_size: int | None
+    embed_dim: int | None
+    text_width: int | None
+    text_layers: int | None
+
+    def key(self) -> tuple:
+        """What must agree for the weights to load (open_clip resizes a ViT's positions)."""
+        size = self.image_size if self.tower == "ModifiedResNet" else None
+        return (self.tower, self.width, self.layers, self.patch, size, self.embed_dim,
+                self.text_width, self.text_layers)
+
+    def describe(self) -> str:
+        if self.tower == "ViT":
+            tower = f"a ViT of width {self.width}, {self.layers} layers, patch {self.patch}"
+        else:
+            tower = (f"a ModifiedResNet (RN) of width {self.width}, blocks "
+                     f"{list(self.layers)}")
+        if self.image_size:
+            tower += f" ({self.image_size} px input)"
+        text = (f"; text tower of width {self.text_width}, {self.text_layers} layers"
+                if self.text_width else "; no text tower")
+        joint = f"; joint embedding {self.embed_dim}" if self.embed_dim else ""
+        return tower + text + joint
+
+
+def _count_blocks(shapes: dict[str, tuple], prefix: str) -> int:
+    indices = {k[len(prefix):].split(".", 1)[0] for k in shapes if k.startswith(prefix)}
+    return len([i for i in indices if i.isdigit()])
+
+
+def clip_shape(shapes: dict[str, tuple[int, ...]]) -> ClipShape | None:
+    """Read a CLIP's sizes from its state dict shapes (None: not an open_clip/OpenAI CLIP)."""
+    import math
+
+    vis = {k[len("visual."):]: s for k, s in shapes.items() if k.startswith("visual.")}
+    if ("conv1.weight" in vis and len(vis["conv1.weight"]) == 4 and "class_embedding" in vis
+            and _count_blocks(vis, "transformer.resblocks.")):
+        width, _, patch, _ = vis["conv1.weight"]
+        tokens = vis.get("positional_embedding", (0,))[0]
+        grid = math.isqrt(max(tokens - 1, 0))
+        proj = vis.get("proj")
+        tower = ("ViT", width, _count_blocks(vis, "transformer.resblocks."), patch,
+                 grid * patch if grid else None, proj[1] if proj and len(proj) == 2 else None)
+    elif "attnpool.c_proj.weight" in vis and "layer1.0.conv1.weight" in vis:
+        spatial = math.isqrt(max(vis.get("attnpool.positional_embedding", (1,))[0] - 1, 0))
+        tower = ("ModifiedResNet", vis["conv1.weight"][0] * 2,
+                 tuple(_count_blocks(vis, f"layer{i}.") for i in range(1, 5)), None,
+                 spatial * 32 if spatial else None, vis["attnpool.c_proj.weight"][0])
+    else:
+        return None
+    text_width = text_layers = None
+    for prefix in ("", "text."):
+        token = shapes.get(f"{prefix}token_embedding.weight")
+        if token is not None and len(token) == 2:
+            text_width = token[1]
+            text_layers = _count_blocks(shapes, f"{prefix}transformer.resblocks.")
+            break
+    return ClipShape(*tower[:5], tower[5], text_width, text_layers)
+
+
+def describe_maskclip_plus_checkpoint(obj: dict) -> str:
+    """``a MaskCLIP+ checkpoint of 20 classes with backbone resnet101c (deeplabv2 head, ...)``."""
+    extra = obj.get("maskclip_plus") or {}
+    hparams = obj.get("hyper_parameters") or {}
+    student = hparams.get("student_cfg") or {}
+    names = (extra.get("vocabulary") or {}).get("names") or []
+    details = []
+    if student.get("head"):
+        details.append(f"{student['head']} head")
+    teacher = extra.get("teacher") or {}
+    if teacher.get("model_name"):
+        details.append(f"teacher {teacher['model_name']}")
+    if isinstance(obj.get("global_step"), int):
+        details.append(f"step {obj['global_step']}")
+    text = (f"a MaskCLIP+ student checkpoint of {len(names)} classes with backbone "
+            f"{student.get('backbone', '?')}")
+    return text + (f" ({', '.join(details)})" if details else "")
+
+
+def describe_weights(weights: WeightsFile) -> tuple[str, str, ClipShape | None]:
+    """(kind, what the file seems to be, its CLIP sizes when it is a CLIP).
+
+    kind: ``clip``, ``maskclip_plus``, ``lightning``, ``hf_clip``, ``resnet``, ``state_dict``
+    or ``other``.
+    """
+    obj, shapes = weights.obj, weights.shapes
+    if isinstance(obj, dict) and "maskclip_plus" in obj:
+        return "maskclip_plus", describe_maskclip_plus_checkpoint(obj), None
+    if shapes is None:
+        what = type(obj).__name__ if not isinstance(obj, dict) else "a dict without tensors"
+        return "other", f"a torch file holding {what}, not a state dict", None
+    shape = clip_shape(shapes)
+    if shape is not None:
+        return "clip", f"an open_clip/OpenAI CLIP state dict for {shape.describe()}", shape
+    keys = list(shapes)
+    examples = ", ".join(keys[:3])
+    if isinstance(obj, dict) and "pytorch-lightning_version" in obj:
+        if any(k.startswith("student.") for k in keys):
+            return ("lightning", "a Lightning checkpoint with a student but without the MaskCLIP+ "
+                                 "entry (not written by src.train)", None)
+        return ("lightning", f"a Lightning checkpoint of another model ({len(keys)} weights "
+                             f"such as {examples})", None)
+    if any(k.startswith("vision_model.") for k in keys) and any(
+            k.startswith("text_model.") for k in keys):
+        return ("hf_clip", "a Hugging Face transformers CLIPModel state dict (vision_model./"
+                           "text_model. names, which open_clip does not read; use the open_clip "
+                           "release of the same weights)", None)
+    layers = {m.group(1) for k in keys if (m := re.search(r"(?:^|\.)layer([1-4])\.", k))}
+    if len(layers) >= 3:
+        return ("resnet", "a ResNet image backbone state dict (layer1-4 names, torchvision/timm/"
+                          "mmcv style) with no text tower", None)
+    if any(k.startswith("visual.") for k in keys):
+        return ("state_dict", f"a CLIP-like state dict whose image tower is neither open_clip's "
+                              f"ViT nor its ModifiedResNet ({len(keys)} weights such as "
+                              f"{examples})", None)
+    return ("state_dict", f"a state dict of {len(keys)} tensors without CLIP names (such as "
+                          f"{examples})", None)
+
+
+# ------------------------------------------------------------------------ expected shapes
+class _DropNoWeightsWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+def expected_shapes(arch: str, **create_kwargs) -> dict[str, tuple[int, ...]]:
+    """Key → shape of the state dict ``open_clip.create_model(arch)`` builds (on the meta device:
+    nothing is allocated, a ViT-L takes milliseconds)."""
+    quiet = _DropNoWeightsWarning()
+    root = logging.getLogger()
+    root.addFilter(quiet)
+    try:
+        model = open_clip.create_model(arch, pretrained=None, device="meta", **create_kwargs)
+    finally:
+        root.removeFilter(quiet)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _shape_differences(found: dict[str, tuple], expected: dict[str, tuple]
+                       ) -> tuple[list[str], list[str], list[tuple[str, tuple, tuple]]]:
+    """(missing, unexpected, other shape) keys, ignoring what open_clip adapts on loading."""
+    if "text.token_embedding.weight" in expected and "token_embedding.weight" in found:
+        # open_clip renames an old-layout text tower for CustomTextCLIP models
+        found = {(k if k.startswith(("visual.", "logit_")) else f"text.{k}"): v
+                 for k, v in found.items()}
+    missing = [k for k in expected if k not in found and k not in ADAPTED_BY_OPEN_CLIP]
+    unexpected = [k for k in found if k not in expected]
+    other = [(k, found[k], expected[k]) for k in expected
+             if k in found and found[k] != expected[k] and k not in ADAPTED_BY_OPEN_CLIP]
+    return missing, unexpected, other
+
+
+def _weights(count: int) -> str:
+    return f"{count} weight" + ("" if count == 1 else "s")
+
+
+def _summarize_differences(missing, unexpected, other) -> str:
+    parts = []
+    if other:
+        examples = "; ".join(f"{k}: {tuple(a)} in the file vs {tuple(b)} expected"
+                             for k, a, b in other[:2])
+        parts.append(f"{_weights(len(other))} of another shape (e.g. {examples})")
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:2])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:2])})")
+    return "; ".join(parts)
+
+
+def _config_shape(cfg: dict) -> ClipShape | None:
+    vision, text = cfg.get("vision_cfg") or {}, cfg.get("text_cfg") or {}
+    if vision.get("timm_model_name") or text.get("hf_model_name"):
+        return None
+    layers = vision.get("layers", 12)
+    image = vision.get("image_size", 224)
+    image = image[0] if isinstance(image, (list, tuple)) else image
+    if isinstance(layers, (list, tuple)):
+        return ClipShape("ModifiedResNet", vision.get("width", 64), tuple(layers), None, image,
+                         cfg.get("embed_dim"), text.get("width", 512), text.get("layers", 12))
+    return ClipShape("ViT", vision.get("width", 768), layers, vision.get("patch_size", 16),
+                     image, cfg.get("embed_dim"), text.get("width", 512), text.get("layers", 12))
+
+
+def matching_architectures(shapes: dict[str, tuple[int, ...]], shape: ClipShape,
+                           limit: int = 8) -> list[str]:
+    """Registered open_clip architectures these weights load into (sizes first, then every
+    key and shape on the meta device)."""
+    names = []
+    for name in open_clip.list_models():
+        cfg = open_clip.get_model_config(name) or {}
+        candidate = _config_shape(cfg)
+        if candidate is None or candidate.key() != shape.key():
+            continue
+        try:
+            if not any(_shape_differences(shapes, expected_shapes(name))):
+                names.append(name)
+        except Exception:  # noqa: BLE001 - a config that does not build is no candidate
+            continue
+        if len(names) >= limit:
+            break
+    # the plain name before its -quickgelu twin
+    return sorted(names, key=lambda n: (n.endswith("-quickgelu"), names.index(n)))
+
+
+def explain_clip_file(path: str | Path, arch: str, **create_kwargs) -> str | None:
+    """Why ``path`` cannot be loaded as ``teacher.pretrained`` for ``arch``, with the fix.
+
+    Returns:
+        The message, or None when the file reads and fits ``arch`` (the failure lies elsewhere).
+    """
+    path = Path(path)
+    key = f"teacher.pretrained={path}"
+    try:
+        expected = expected_shapes(arch, **create_kwargs)
+    except Exception:  # noqa: BLE001 - the diagnosis must not hide the original error
+        expected = None
+    try:
+        weights = read_weights_file(path)
+    except UnreadableWeightsError as err:
+        if not err.damaged:
+            return (f"{key} ({format_size(err.size)}) cannot be read: {err.reason}. "
+                    f"teacher.pretrained takes an open_clip/OpenAI CLIP state dict "
+                    f"(.pt/.pth/.bin/.safetensors) of teacher.model_name={arch}, an open_clip tag, "
+                    f"or null for random init.")
+        hint = ""
+        if expected:
+            import math
+
+            count = sum(math.prod(s) for s in expected.values())
+            hint = (f" (a complete {arch} checkpoint is about {format_size(4 * count)} in float32, "
+                    f"{format_size(2 * count)} in float16)")
+        return (f"{key} ({format_size(err.size)}) cannot be read: {err.reason}. Download or copy "
+                f"the file again{hint}, or pass another one; teacher.pretrained=null builds a "
+                f"random-init {arch}.")
+    kind, what, shape = describe_weights(weights)
+    size = format_size(weights.size)
+    if kind != "clip":
+        tags = open_clip.list_pretrained_tags_by_model(arch)[:3]
+        student = (" A MaskCLIP+ student checkpoint is evaluated with src.eval ckpt_path= (or "
+                   "src.predict ckpt_path=)." if kind == "maskclip_plus" else "")
+        tag_hint = f"an open_clip tag (e.g. {', '.join(tags)}), " if tags else ""
+        return (f"{key} ({size}) is not a CLIP checkpoint: it is {what}. teacher.pretrained takes "
+                f"an open_clip/OpenAI CLIP state dict (.pt/.pth/.bin/.safetensors) of "
+                f"teacher.model_name={arch}, {tag_hint}or null for random init.{student}")
+    if expected is None:
+        return None
+    differences = _shape_differences(weights.shapes, expected)
+    if not any(differences):
+        return None
+    wanted = clip_shape(expected)
+    wanted_text = wanted.describe() if wanted else "another architecture"
+    matches = [m for m in matching_architectures(weights.shapes, shape) if m != arch]
+    if matches:
+        also = f" (also fits: {', '.join(matches[1:4])})" if len(matches) > 1 else ""
+        fix = f"Pass teacher.model_name={matches[0]} for this file{also}"
+    else:
+        fix = ("No registered open_clip architecture has these shapes: register its JSON config "
+               "with teacher.model_config=/path/to/config.json and name it in teacher.model_name")
+    return (f"{key} ({size}) does not fit teacher.model_name={arch}: the file is {what}, but "
+            f"{arch} is {wanted_text} ({_summarize_differences(*differences)}). {fix}, or pass "
+            f"a {arch} checkpoint as teacher.pretrained.")

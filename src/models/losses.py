@@ -67,8 +67,9 @@ def segmentation_cross_entropy(logits: Tensor, target: Tensor, ignore_index: int
     """
     if average not in LOSS_AVERAGES:
         raise ValueError(f"loss.average={average!r}: choose one of {list(LOSS_AVERAGES)}")
-    per_pixel = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
     if average == "all_pixels":
-        return per_pixel.mean()
-    valid = (target != ignore_index).sum()
-    return per_pixel.sum() / valid.clamp(min=1)
+        return F.cross_entropy(logits, target, ignore_index=ignore_index,
+                               reduction="none").mean()
+    if not (target != ignore_index).any():
+        return logits.sum() * 0.0  # no labelled pixel: a zero loss (PyTorch's mean gives NaN)
+    return F.cross_entropy(logits, target, ignore_index=ignore_index)

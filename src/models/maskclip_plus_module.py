@@ -19,6 +19,7 @@ import copy
 import logging
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -40,6 +41,9 @@ Setting = Literal["annofree", "zeroshot", "supervised"]
 SelfTrainingMode = Literal["online", "rounds"]
 TestResize = Literal["direct", "two_step"]
 PHASES = {"guided": 0, "self_training": 1, "supervised": 2}
+#: What a checkpoint must hold for ``src.train ckpt_path=`` to resume from it.
+TRAINING_CHECKPOINT_KEYS = ("state_dict", "maskclip_plus", "global_step", "optimizer_states",
+                            "loops")
 
 
 def poly_lr_factor(step: int, max_steps: int, base_lr: float, min_lr: float,
@@ -221,6 +225,11 @@ class MaskCLIPPlusLitModule(L.LightningModule):
                                  (self.teacher.image_mean, self.teacher.image_std))
         with gpu_autocast(self.device, self.teacher.autocast_dtype):
             probs = self.teacher(images).float()
+        finite = torch.isfinite(probs)
+        if not bool(finite.all()):
+            self._diverged(f"the teacher's scores have {int((~finite).sum())} non-finite values "
+                           f"of {finite.numel()} (teacher {self.teacher.model_name}, weights "
+                           f"{self.teacher.spec.pretrained or 'random init'})", teacher=True)
         if self.background_index is None:
             return probs
         pad = probs.new_full((probs.shape[0], 1, *probs.shape[2:]), float("-inf"))
@@ -259,14 +268,57 @@ class MaskCLIPPlusLitModule(L.LightningModule):
         logits = F.interpolate(logits, size=mask.shape[-2:], mode="bilinear",
                                align_corners=False)
         loss = segmentation_cross_entropy(logits, target, IGNORE_INDEX, self.loss_average)
+        # A batch without a labelled pixel gives a loss of 0, not NaN: only divergence stops here.
+        if not bool(torch.isfinite(loss) & torch.isfinite(logits).all()):
+            bad = int((~torch.isfinite(logits)).sum())
+            self._diverged(f"the loss is {float(loss):g} "
+                           + (f"and the student logits have {bad} non-finite values of "
+                              f"{logits.numel()}" if bad else "while the student logits are finite")
+                           + self._nonfinite_weights_note())
         step = self.global_step
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/phase", float(PHASES[self.phase_at(step)]))
         self.log("train/round", float(self.round_at(step)))
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
+        skipped = getattr(self.trainer.datamodule, "num_skipped_files", 0)
+        if skipped:  # data.skip_unreadable=true: unreadable files replaced so far (this rank)
+            self.log("train/skipped_files", float(skipped))
         for key, value in stats.items():
             self.log(f"train/{key}", value)
         return loss
+
+    # ------------------------------------------------------------------ divergence
+    def _nonfinite_student_weights(self) -> list[str]:
+        return [k for k, v in self.student.state_dict().items()
+                if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+    def _nonfinite_weights_note(self) -> str:
+        bad = self._nonfinite_student_weights()
+        if bad:
+            return (f"; {len(bad)} student weight/statistics tensors are non-finite (e.g. "
+                    f"{bad[0]}): the weights have blown up")
+        embeddings = getattr(self.student, "class_embeddings", None)
+        if isinstance(embeddings, Tensor) and not bool(torch.isfinite(embeddings).all()):
+            return "; the class embeddings from the teacher's text tower are non-finite"
+        return "; the student weights are still finite (the input or the targets are not?)"
+
+    def _diverged(self, what: str, teacher: bool = False) -> None:
+        """Stop training: raise a FloatingPointError saying where, what and what to try."""
+        step = self.global_step
+        trainer = self._trainer
+        where = "training"
+        if trainer is not None and (trainer.sanity_checking or trainer.validating):
+            where = "validation"
+        phase = self.phase_at(step).replace("_", "-")
+        hints = ["check data.normalize against the teacher's teacher.normalize",
+                 "check the teacher weights (teacher.pretrained)",
+                 "on a GPU, run the teacher in full precision with teacher.autocast_dtype=float32"]
+        if not teacher:
+            hints.insert(0, f"lower optim.lr (now {self.optim_cfg['lr']:g})")
+        raise FloatingPointError(
+            f"training diverged at global step {step} ({phase} phase, round "
+            f"{self.round_at(step)}, during {where}): {what}. Stopped so that no checkpoint "
+            f"with non-finite weights is written. Try: {'; '.join(hints)}.")
 
     def student_logits_at(self, image: Tensor, output_size: Sequence[int]) -> Tensor:
         """1×3×h×w normalised image → 1×C×H×W student logits at the original size.
@@ -349,6 +401,10 @@ class MaskCLIPPlusLitModule(L.LightningModule):
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        bad = self._nonfinite_student_weights()
+        if bad:  # an update blew the weights up after the last loss check: do not save them
+            self._diverged(f"{len(bad)} student weight tensors became non-finite (e.g. {bad[0]}) "
+                           "and the checkpoint about to be written would hold them")
         checkpoint["maskclip_plus"] = {
             "labeller_round": self.labeller_round,
             "vocabulary": {"names": list(self.vocabulary.names),
@@ -373,6 +429,67 @@ class MaskCLIPPlusLitModule(L.LightningModule):
             self.labeller = copy.deepcopy(self.student).eval().requires_grad_(False)
 
 
+def student_checkpoint_problem(weights, training: bool = False) -> str | None:
+    """Why a read file (``clip_loading.WeightsFile``) is no student checkpoint, as a predicate
+    (``is not a MaskCLIP+ student checkpoint (src.train): it is ...``); None when it is one.
+
+    Args:
+        training: also require the training state that resuming needs
+            (``TRAINING_CHECKPOINT_KEYS``: optimizer, loops, global step).
+    """
+    from src.models.clip_loading import describe_weights
+
+    obj = weights.obj
+    kind, what, _ = describe_weights(weights)
+    if (kind != "maskclip_plus" or not isinstance(obj, dict)
+            or not (obj.get("hyper_parameters") or {}).get("student_cfg")):
+        return f"is not a MaskCLIP+ student checkpoint (src.train): it is {what}"
+    state = obj.get("state_dict")
+    if not isinstance(state, dict) or not any(str(k).startswith("student.") for k in state):
+        return f"is {what} without student weights (no student.* entries in its state_dict)"
+    if training:
+        missing = [k for k in TRAINING_CHECKPOINT_KEYS if k not in obj]
+        if missing:
+            return (f"is {what} without the training state that resuming needs (no "
+                    f"{', '.join(missing)}; saved with save_weights_only=True?)")
+    return None
+
+
+def read_student_checkpoint(ckpt_path: str | Path, *, key: str = "ckpt_path",
+                            training: bool = False, mmap: bool = False,
+                            fix: str = "pass a checkpoint src.train wrote "
+                                       "(<run>/checkpoints/last.ckpt or step*.ckpt; when a run "
+                                       "was killed while writing one, the one before is whole)"
+                            ) -> dict:
+    """Load a checkpoint src.train wrote (``torch.load(weights_only=True)``), or say why not.
+
+    Args:
+        key: the setting that named the file, for the messages.
+        training: require the training state too (``src.train ckpt_path=``).
+        mmap: memory-map the tensors (shapes and metadata at once, data on first touch).
+        fix: what to pass instead, ending the messages.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: empty, truncated or unreadable, or not a (complete) MaskCLIP+ checkpoint;
+            the message names the file, its size and what it holds.
+    """
+    from src.models.clip_loading import UnreadableWeightsError, format_size, read_weights_file
+
+    path = Path(ckpt_path).expanduser()
+    try:
+        weights = read_weights_file(path, mmap=mmap)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{key}={path} does not exist; {fix}") from err
+    except UnreadableWeightsError as err:
+        raise ValueError(f"{key}={path} ({format_size(err.size)}) cannot be read: "
+                         f"{err.reason}. Instead, {fix}.") from err
+    problem = student_checkpoint_problem(weights, training)
+    if problem:
+        raise ValueError(f"{key}={path} ({format_size(weights.size)}) {problem}. Instead, {fix}.")
+    return weights.obj
+
+
 def load_student(ckpt_path: str, report_unseen: Sequence[int] | None = None
                  ) -> MaskCLIPPlusLitModule:
     """Rebuild a trained student from its checkpoint alone (no teacher, no training config).
@@ -382,16 +499,15 @@ def load_student(ckpt_path: str, report_unseen: Sequence[int] | None = None
         for ``Trainer.test``/``predict``.
 
     Raises:
-        ValueError: the file is not a MaskCLIP+ checkpoint, or its weights do not fit the
-            student architecture it records.
+        FileNotFoundError: no such file.
+        ValueError: the file is empty, truncated or unreadable, is not a MaskCLIP+ checkpoint,
+            or its weights do not fit the student architecture it records.
     """
     from hydra.utils import instantiate
 
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    checkpoint = read_student_checkpoint(ckpt_path)
     hparams = checkpoint.get("hyper_parameters", {})
-    extra = checkpoint.get("maskclip_plus")
-    if extra is None or not hparams.get("student_cfg"):
-        raise ValueError(f"{ckpt_path} is not a MaskCLIP+ student checkpoint (src.train)")
+    extra = checkpoint["maskclip_plus"]
     vocab = ClassVocabulary(tuple(extra["vocabulary"]["names"]),
                             tuple(tuple(q) for q in extra["vocabulary"]["queries"]), ckpt_path)
     state = checkpoint["state_dict"]

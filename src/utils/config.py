@@ -57,6 +57,35 @@ def fidelity_items(cfg: DictConfig) -> dict[str, Any]:
     return out
 
 
+def require_writable_dir(path: str | Path, key: str = "paths.output_dir",
+                         purpose: str = "") -> Path:
+    """Create ``path`` and prove it is writable before any work starts.
+
+    Without this, an unwritable run folder surfaces as a traceback from inside Lightning, after
+    the models were built and perhaps after the evaluation ran. The probe file's name holds the
+    process id, so DDP ranks starting together do not remove each other's.
+
+    Args:
+        purpose: what the entry point writes there, for the message.
+
+    Raises:
+        PermissionError: naming the folder, the config key and the fix.
+    """
+    out = Path(path).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write_test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(
+            f"{key}={out} cannot be created or written ({err.strerror or err})"
+            f"{'; ' + purpose if purpose else ''}. Choose a folder "
+            f"you can write: {key}=/path/to/run (or hydra.run.dir=/path/to/run, which "
+            f"{key} follows by default).") from err
+    return out
+
+
 def to_plain(node: Any) -> Any:
     """A resolved plain-Python copy of a config node (dicts and lists)."""
     if isinstance(node, DictConfig) or OmegaConf.is_list(node):

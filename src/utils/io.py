@@ -13,6 +13,7 @@ This module imports only the standard library, ``tqdm`` and (lazily, in
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import tempfile
@@ -31,7 +32,9 @@ __all__ = [
     "atomic_torch_save",
     "atomic_write_bytes",
     "parallel_map",
+    "TextFileError",
     "read_lines",
+    "read_text_lines",
     "save_png_atomic",
     "write_lines_atomic",
 ]
@@ -149,17 +152,110 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
 # --------------------------------------------------------------------------- reading
 
 
+class TextFileError(ValueError):
+    """A text file that cannot be used as it is; the message names the file, the line and the fix.
+
+    Attributes:
+        path: the file.
+        line: the 1-based line number the message is about (None: the whole file).
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike[str] | None = None,
+                 line: int | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else str(path)
+        self.line = line
+
+
+# Byte-order marks, longest first: a UTF-32-LE BOM starts with the UTF-16-LE one.
+_BOMS: tuple[tuple[bytes, str | None], ...] = (
+    (codecs.BOM_UTF32_LE, None),
+    (codecs.BOM_UTF32_BE, None),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+_SAVE_AS_UTF8 = ("Save the file as UTF-8 (in most editors: 'Save with encoding' → UTF-8); "
+                 "UTF-16 with a byte-order mark is read too.")
+
+
+def _line_of(text: str) -> int:
+    """1-based number of the line that the end of ``text`` (a file's prefix) lies on."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").count("\n") + 1
+
+
+def read_text_lines(path: str | os.PathLike[str]) -> list[str]:
+    """Read a small text file (class list, vocabulary, id list) as its lines, in order.
+
+    The encoding is detected, not guessed: UTF-8 with or without a byte-order mark, or UTF-16
+    with a BOM (LE or BE), which is what Windows editors write when they say "Unicode". Any
+    other bytes are an error, because decoding them as something else would silently change a
+    class name. ``\\n``, ``\\r\\n`` and ``\\r`` all end a line; one newline at the end of the
+    file does not start another line. Lines are returned as they are (not stripped), so that
+    list index + 1 is the line number a message should name.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The lines without their line endings (``[]`` for an empty file).
+
+    Raises:
+        TextFileError: bytes that are not valid UTF-8 (e.g. Latin-1 or Windows-1252), a UTF-32
+            file, or NUL characters (UTF-16 without a BOM); the message names the file and the
+            first bad line and says to save the file as UTF-8.
+        OSError: the file cannot be opened.
+    """
+    data = Path(path).read_bytes()
+    encoding, skip = "utf-8", 0
+    for bom, bom_encoding in _BOMS:
+        if data.startswith(bom):
+            if bom_encoding is None:
+                raise TextFileError(f"{path}: the file is UTF-32, which is not supported. "
+                                    + _SAVE_AS_UTF8, path)
+            encoding, skip = bom_encoding, len(bom)
+            break
+    body = data[skip:]
+    try:
+        text = body.decode(encoding)
+    except UnicodeDecodeError as err:
+        line = _line_of(body[: err.start].decode(encoding, errors="ignore"))
+        where = f"{path}:{line}: line {line}"
+        if encoding == "utf-8":
+            raise TextFileError(
+                f"{where} is not valid UTF-8 (byte 0x{body[err.start]:02x} at offset "
+                f"{skip + err.start}); the file was probably saved in another encoding, such as "
+                "Latin-1 or Windows-1252. " + _SAVE_AS_UTF8, path, line) from None
+        raise TextFileError(
+            f"{where} is not valid UTF-16 although the file starts with a UTF-16 byte-order "
+            "mark (damaged or cut short?). " + _SAVE_AS_UTF8, path, line) from None
+    if "\x00" in text:
+        line = _line_of(text[: text.index("\x00")])
+        raise TextFileError(
+            f"{path}:{line}: line {line} contains NUL characters: the file looks like UTF-16 or "
+            "UTF-32 without a byte-order mark. " + _SAVE_AS_UTF8, path, line)
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline that ends the last line (or an empty file)
+    return lines
+
+
 def read_lines(path: str | os.PathLike[str]) -> list[str]:
     """Read a text file as a list of stripped, non-empty lines (e.g. an id list).
+
+    Decoded by :func:`read_text_lines` (UTF-8 with or without BOM, UTF-16 with BOM).
 
     Args:
         path: The text file.
 
     Returns:
         The lines in file order, leading/trailing whitespace removed, blank lines skipped.
+
+    Raises:
+        TextFileError: the file is not UTF-8/UTF-16 text (names the file and line).
     """
-    with open(path) as f:
-        return [s for s in (line.strip() for line in f) if s]
+    return [s for s in (line.strip() for line in read_text_lines(path)) if s]
 
 
 # --------------------------------------------------------------------------- parallel map

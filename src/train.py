@@ -23,6 +23,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.utils.config import CONFIG_DIR, instantiate_loggers, require_writable_dir, to_plain
+from src.utils.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +354,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.test(module, datamodule=datamodule)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    atomic_write_bytes(out / "metrics.json", json.dumps(metrics, indent=2).encode("utf-8"))
     log.info("metrics: %s", json.dumps({k: round(v, 3) for k, v in metrics.items()}))
     return metrics
 

@@ -108,9 +108,11 @@ def log_panel(loggers: Sequence, key: str, panel: np.ndarray, step: int, caption
         elif getattr(logger, "log_dir", None):
             from PIL import Image
 
+            from src.utils.io import save_png_atomic
+
             out = Path(logger.log_dir) / "overlays" / f"{key.replace('/', '_')}.png"
             out.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(panel).save(out)
+            save_png_atomic(Image.fromarray(panel), out)  # never half a PNG
 
 
 def palette_image(labels: np.ndarray | Tensor, palette: np.ndarray):

@@ -96,7 +96,7 @@ def overlay_figure(out_path: Path, num_images: int = 4) -> Path:
 
     from src.data.transforms import build_eval_transform
     from src.data.world import CLASSES, WorldDataset, world_palette
-    from src.eval import build_teacher
+    from src.builders import build_teacher
     from src.utils.experiments import compose_config
     from src.utils.visualize import colorize
 

@@ -63,7 +63,7 @@ def teacher_outputs(model_name: str) -> dict[str, torch.Tensor]:
 def world_teacher_labels(num_images: int = 16) -> dict[str, torch.Tensor]:
     """The committed world CLIP's MaskCLIP labels on the first test scenes (uint8, N×96×96)."""
     from src.data.datamodule import SegDataModule
-    from src.eval import build_teacher
+    from src.builders import build_teacher
     from src.utils.config import to_plain
     from src.utils.experiments import compose_config
 

@@ -19,35 +19,12 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from src.builders import build_teacher
 from src.utils.config import (CONFIG_DIR, fidelity_items, instantiate_loggers,
                               require_writable_dir, to_plain)
 from src.utils.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
-
-
-def build_teacher(cfg: DictConfig):
-    """Instantiate the teacher with the composed refinements and inference settings.
-
-    Raises:
-        WeightsUnavailableError, ValueError, FileNotFoundError: unwrapped from Hydra's
-            InstantiationException, so the user sees the one message that names the weights
-            file and what to pass instead.
-    """
-    from hydra.errors import InstantiationException
-
-    from src.models.clip_loading import WeightsUnavailableError
-
-    try:
-        return instantiate(cfg.teacher, refine=to_plain(cfg.refine),
-                           inference=to_plain(cfg.inference),
-                           postproc=to_plain(cfg.get("postproc") or {}), _convert_="all")
-    except InstantiationException as err:
-        # Missing weights and unusable checkpoint files carry their own message (the file, what
-        # it seems to be, what to pass instead): show it, not Hydra's wrapper.
-        if isinstance(err.__cause__, (WeightsUnavailableError, ValueError, FileNotFoundError)):
-            raise err.__cause__ from None
-        raise
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

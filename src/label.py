@@ -19,15 +19,14 @@ result:
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from src.predict import (build_labeller, class_list_argv, exit_on_user_error, open_job, record_job,
-                         run_labelling)
+from src.labelling import (build_labeller, exit_on_user_error, open_job, prepare_argv,
+                           record_job, run_labelling)
 from src.utils.config import CONFIG_DIR, to_plain
 
 log = logging.getLogger(__name__)
@@ -79,10 +78,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    try:
-        sys.argv = class_list_argv(sys.argv)  # before Hydra parses `classes=a,b,c`
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
+    prepare_argv()  # before Hydra parses `classes=a,b,c`
     _hydra_main()
 
 

@@ -248,7 +248,7 @@ def check_resume_fits(path: str | Path, checkpoint: dict, module) -> None:
 def build_module(cfg: DictConfig):
     """Instantiate teacher, student partial and the LitModule from a composed config."""
     from src.data.splits import unseen_indices
-    from src.eval import build_teacher
+    from src.builders import build_teacher
     from src.models.maskclip_plus_module import MaskCLIPPlusLitModule
     from src.prompts.vocabulary import load_vocabulary
 

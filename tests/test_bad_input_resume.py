@@ -51,13 +51,13 @@ def _files(out: Path) -> dict[str, int]:
 @pytest.fixture
 def no_model(monkeypatch):
     """A refused run must fail before any model is built or any image is read."""
+    import src.builders
     import src.data.images
-    import src.eval
 
     def fail(*args, **kwargs):
         raise AssertionError("a model was built or an image read before the job check")
 
-    monkeypatch.setattr(src.eval, "build_teacher", fail)
+    monkeypatch.setattr(src.builders, "build_teacher", fail)
     monkeypatch.setattr(src.data.images.ImageListDataset, "__getitem__", fail)
 
 

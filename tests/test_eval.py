@@ -71,7 +71,8 @@ def test_eval_equals_direct_computation_with_zero_shot_split(data_dir, tmp_path)
     """The Lightning loop (loader, resize, upsampling to the original mask) equals doing it by hand."""
     from src.data.datasets import VOCDataset
     from src.data.transforms import build_eval_transform
-    from src.eval import build_teacher, evaluate
+    from src.builders import build_teacher
+    from src.eval import evaluate
     from src.metrics.segmentation import SegmentationIoU
 
     cfg = compose_eval([

@@ -28,6 +28,8 @@ from albumentations.core.transforms_interface import BaseTransformInitSchema
 from albumentations.pytorch import ToTensorV2
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
+from src.constants import IGNORE_INDEX
+
 __all__ = [
     "IGNORE_INDEX",
     "NORMALIZATION",
@@ -44,7 +46,6 @@ __all__ = [
     "rescale_size",
 ]
 
-IGNORE_INDEX = 255
 
 #: Values of ``build_train_transform(photometric=...)``: ``jitter`` (albumentations ColorJitter,
 #: an approximation) or ``mmseg`` (the exact mmseg 0.20.2 PhotoMetricDistortion + Pad).
@@ -304,6 +305,10 @@ def _convert(img: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarr
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+#: The random draws of one PhotoMetricDistortion call (None: that step is skipped).
+PMD_DRAWS = ("brightness", "contrast_first", "contrast", "saturation", "hue")
+
+
 def photometric_distortion(
     img: np.ndarray,
     brightness: float | None = None,
@@ -425,24 +430,9 @@ class PhotoMetricDistortion(A.ImageOnlyTransform):
             "hue": hue,
         }
 
-    def apply(
-        self,
-        img: np.ndarray,
-        brightness: float | None = None,
-        contrast_first: bool = False,
-        contrast: float | None = None,
-        saturation: float | None = None,
-        hue: int | None = None,
-        **params: Any,
-    ) -> np.ndarray:
-        return photometric_distortion(
-            img,
-            brightness=brightness,
-            contrast_first=contrast_first,
-            contrast=contrast,
-            saturation=saturation,
-            hue=hue,
-        )
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        draws = {k: params[k] for k in PMD_DRAWS}  # drawn in get_params
+        return photometric_distortion(img, **draws)
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("brightness_delta", "contrast_range", "saturation_range", "hue_delta")

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from src.constants import IGNORE_INDEX
 from src.utils.io import atomic_open
 
-IGNORE_INDEX = 255
 log = logging.getLogger(__name__)
 
 

@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-UNLABELED = -1
-IGNORE_INDEX = 255
+from src.constants import IGNORE_INDEX, UNLABELED
 
 
 def hide_classes(mask: Tensor, classes: Sequence[int] | Tensor | None) -> Tensor:

@@ -21,10 +21,10 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed ## Create .venv and install the project (editable, with dev extras)
 
 test: install ## Run the fast CPU test suite (offline)
-	WANDB_MODE=disabled $(PY) -m pytest -m "not slow and not gpu and not data" -q
+	WANDB_MODE=disabled $(PY) -m pytest -m "not slow and not gpu" -q
 
 test-full: install ## Run every test that this machine can run, slow ones included
-	WANDB_MODE=disabled $(PY) -m pytest -m "not gpu and not data" -q
+	WANDB_MODE=disabled $(PY) -m pytest -m "not gpu" -q
 
 test-gpu: install ## Run the CUDA checks (tests marked gpu; needs a GPU)
 	WANDB_MODE=disabled $(PY) -m pytest -m gpu -q

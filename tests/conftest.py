@@ -38,7 +38,7 @@ def tiny_rn():
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
     """One data root holding every real layout (fixtures in the real formats) and a folder set."""
-    from src.data.fixtures import (
+    from tests.fixtures import (
         write_ade20k_fixture,
         write_cityscapes_fixture,
         write_coco_object_fixture,

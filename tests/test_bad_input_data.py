@@ -17,7 +17,7 @@ from PIL import Image
 
 from src.data.datamodule import SegDataModule
 from src.data.datasets import EmptySplitError, FolderDataset, VOCDataset
-from src.data.fixtures import write_folder_fixture, write_voc_fixture
+from tests.fixtures import write_folder_fixture, write_voc_fixture
 from src.data.images import ImageListDataset, UnreadableImageError, read_rgb
 from src.prompts.vocabulary import load_vocabulary, split_class_list
 from src.utils.config import PROJECT_ROOT

@@ -43,7 +43,7 @@ def test_results_are_written_whole(tmp_path):
 def test_a_corrupt_image_stops_evaluation_and_leaves_no_result_files(tmp_path):
     """Skipping the file would silently change mIoU: src.eval stops, names it, writes nothing."""
     from src.data.datasets import UnreadableImageError
-    from src.data.fixtures import write_folder_fixture
+    from tests.fixtures import write_folder_fixture
     from src.eval import evaluate
 
     root = write_folder_fixture(tmp_path / "custom", n=3, size=(40, 56))

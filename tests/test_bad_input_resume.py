@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from src.data.fixtures import write_folder_fixture
+from tests.fixtures import write_folder_fixture
 from src.utils.config import PROJECT_ROOT
 from src.utils.experiments import compose_config
 from src.utils.label_writers import JobMismatchError, code_version

@@ -23,7 +23,7 @@ def test_coco_object_converter_paints_instances(tmp_path):
     """Hand-checked masks: background 0, person 1 under a small car 2, RLE toothbrush (id 90) 3."""
     pytest.importorskip("pycocotools")
     from src.data.datasets import COCOObjectDataset
-    from src.data.fixtures import write_coco_instances_fixture
+    from tests.fixtures import write_coco_instances_fixture
 
     base = write_coco_instances_fixture(tmp_path, n=2, size=(40, 56))
     cmd = [sys.executable, "scripts/convert_coco_object.py", "--annotations",

@@ -21,7 +21,7 @@ from src.data.datasets import (
     PascalContextDataset,
     VOCDataset,
 )
-from src.data.fixtures import (
+from tests.fixtures import (
     write_cocostuff_fixture,
     write_context_fixture,
     write_folder_fixture,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from src.models.inference import InferenceConfig, segment_scores, slide_scores, window_starts
+from src.models.inference import InferenceConfig, slide_scores, window_starts
 
 
 def test_window_starts_like_mmseg():
@@ -48,7 +48,7 @@ def test_batched_slide_equals_one_crop_at_a_time_loop(tiny_vit):
 def test_slide_rejects_crop_not_multiple_of_stride(tiny_vit):
     cfg = InferenceConfig(mode="slide", crop_size=(30, 30), stride=(16, 16))
     with pytest.raises(ValueError, match="multiple of the teacher's output stride 8"):
-        segment_scores(lambda x: x, torch.randn(1, 3, 40, 40), 8, cfg)
+        slide_scores(lambda x: x, torch.randn(1, 3, 40, 40), 8, cfg)
 
 
 def test_inference_config_validates():

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from src.data.fixtures import write_folder_fixture
+from tests.fixtures import write_folder_fixture
 from src.utils.config import PROJECT_ROOT
 from src.utils.experiments import compose_config
 from src.utils.visualize import make_palette

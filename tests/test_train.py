@@ -24,7 +24,7 @@ FAST = [*COMMON, "data.dataset_kwargs.num_images=8"]  # the offline world
 def fast_overrides(experiment: Path, data_dir: Path, tmp_path: Path) -> list[str]:
     if experiment.stem == "world_from_labels":
         # Offline labels in the folder layout src.label writes (here: a fixture of it).
-        from src.data.fixtures import write_folder_fixture
+        from tests.fixtures import write_folder_fixture
         from src.data.world import CLASSES
 
         root = write_folder_fixture(tmp_path / "labels", class_names=CLASSES, n=4, size=(48, 64))

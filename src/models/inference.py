@@ -156,24 +156,6 @@ def upsample_scores(scores: Tensor, size: tuple[int, int], output_stride: int,
     return up[..., : size[0], : size[1]]
 
 
-def segment_scores(score_fn: ScoreFn, images: Tensor, output_stride: int,
-                   config: InferenceConfig) -> Tensor:
-    """Whole or sliding-window scores, upsampled to the input size.
-
-    Args:
-        score_fn: N×3×h×w normalised crops → N×Q×(h/s)×(w/s) scores.
-        images: B×3×H×W normalised images.
-
-    Returns:
-        B×Q×H×W scores.
-    """
-    if config.mode == "slide":
-        scores = slide_scores(score_fn, images, output_stride, config)
-    else:
-        scores = whole_scores(score_fn, images, output_stride, config.align)
-    return upsample_scores(scores, images.shape[-2:], output_stride, config.align)
-
-
 ProbFn = Callable[[Tensor], Tensor]  # B×Q×h×w scores -> B×C×h×w class probabilities
 
 

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class MaskCLIPLitModule(L.LightningModule):
-    """Runs a frozen MaskCLIP teacher in ``test`` and ``predict``.
+    """Runs a frozen MaskCLIP teacher in ``test`` (labelling runs through ``DenseLabelModule``).
 
     Args:
         teacher: the frozen dense labeller.
@@ -81,8 +81,6 @@ class MaskCLIPLitModule(L.LightningModule):
         self.teacher.query_to_class = self.teacher.query_to_class.to(self.device)
         self._overlays_logged = 0
 
-    on_predict_start = on_test_start
-
     def predict_probabilities(self, image: Tensor, output_size: Sequence[int]) -> Tensor:
         """Class probabilities for one image at the requested output size.
 
@@ -122,14 +120,6 @@ class MaskCLIPLitModule(L.LightningModule):
                         "per_class": dict(zip(self.vocabulary.names, (100 * iou).tolist()))}
         self._write_per_class_table(iou)
         self.test_iou.reset()
-
-    def predict_step(self, batch: dict[str, list], batch_idx: int) -> list[dict[str, Any]]:
-        """Per image: ``name``, ``labels`` H×W (uint8/int64) and ``probs`` C×H×W on CPU."""
-        out = []
-        for image, name, size in zip(batch["image"], batch["name"], batch["orig_size"]):
-            probs = self.predict_probabilities(image, size)
-            out.append({"name": name, "labels": self.labels(probs).cpu(), "probs": probs.cpu()})
-        return out
 
     # ------------------------------------------------------------------ reporting
     def _write_per_class_table(self, iou: Tensor) -> None:

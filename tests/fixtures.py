@@ -1,4 +1,4 @@
-"""Writers of tiny datasets in the real on-disk formats (for tests and the demo).
+"""Writers of tiny datasets in the real on-disk formats, for the tests.
 
 Each writer creates JPEG images, single-channel PNG masks (palette PNGs for VOC, as the real
 ``SegmentationClass`` files are) and split lists in the layout the matching dataset class reads,

@@ -247,7 +247,7 @@ def test_supervised_setting_uses_ground_truth_only(tmp_path):
 
 
 def test_per_device_batch_and_accumulation():
-    from src.train import per_device_batch
+    from src.utils.devices import per_device_batch
 
     assert per_device_batch(16, 4) == (4, 1)  # the official 4 GPUs × 4
     assert per_device_batch(16, 8) == (2, 1)
@@ -277,7 +277,7 @@ def test_slurm_launcher_composes_one_task_per_gpu():
 def test_sync_batchnorm_defaults_on_for_several_gpus_only():
     from omegaconf import OmegaConf
 
-    from src.train import use_sync_batchnorm
+    from src.utils.devices import use_sync_batchnorm
 
     auto = OmegaConf.create({"sync_batchnorm": None, "accelerator": "auto", "num_nodes": 1})
     gpu = torch.cuda.is_available()

@@ -20,9 +20,9 @@ from torch import Tensor
 from src.metrics.segmentation import SegmentationIoU
 from src.models.teacher import MaskCLIPTeacher, renormalize
 from src.prompts.vocabulary import ClassVocabulary, load_vocabulary
-from src.metrics.segmentation import report_per_class
-from src.utils.visualize import image_at, log_panel, make_palette, overlay_panel
 from src.utils.precision import gpu_autocast
+from src.utils.reporting import report_per_class
+from src.utils.visualize import image_at, log_panel, make_palette, overlay_panel
 
 log = logging.getLogger(__name__)
 

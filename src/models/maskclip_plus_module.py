@@ -382,7 +382,7 @@ class MaskCLIPPlusLitModule(L.LightningModule):
         self._log_summary("val", self.val_iou)
 
     def on_test_epoch_end(self) -> None:
-        from src.metrics.segmentation import report_per_class
+        from src.utils.reporting import report_per_class
 
         report_per_class(self.trainer, self.loggers, self.vocabulary.names,
                          self.test_iou.iou().cpu(), self.test_iou.unseen)

@@ -1,0 +1,48 @@
+"""Writing evaluation results where users read them: the console, a CSV beside the run, W&B.
+
+Metrics (``src.metrics``) only compute numbers; the LitModules hand them to these writers.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from torch import Tensor
+
+from src.utils.io import atomic_open
+
+log = logging.getLogger(__name__)
+
+
+def report_per_class(trainer, loggers, names: Sequence[str], iou: Tensor,
+                     unseen: Sequence[int] | None, stage: str = "test") -> None:
+    """Print the per-class IoU table, write ``per_class_iou.csv`` and log a W&B table.
+
+    Args:
+        trainer: the Lightning trainer (for the log directory and the rank).
+        names: C class names; iou: C IoUs as fractions (NaN for absent classes).
+        unseen: unseen class indices, to mark each row seen/unseen.
+    """
+    if not trainer.is_global_zero:
+        return
+    rows = [(name, float(100 * v)) for name, v in zip(names, iou)]
+    lines = [f"{'class':<24}{'IoU':>8}"] + [
+        f"{name:<24}{'nan' if math.isnan(v) else f'{v:.2f}':>8}" for name, v in rows]
+    log.info("per-class IoU (%%):\n%s", "\n".join(lines))
+    log_dir = trainer.log_dir or trainer.default_root_dir
+    if log_dir:
+        path = Path(log_dir) / "per_class_iou.csv"
+        with atomic_open(path, "w") as fh:  # never a half-written table
+            writer = csv.writer(fh)
+            writer.writerow(["class", "iou", "split"])
+            for index, (name, value) in enumerate(rows):
+                split = "" if not unseen else ("unseen" if index in unseen else "seen")
+                writer.writerow([name, f"{value:.4f}", split])
+    for logger in loggers:
+        if type(logger).__name__ == "WandbLogger":
+            logger.log_table(f"{stage}/per_class_iou", columns=["class", "IoU"],
+                             data=[[n, v] for n, v in rows])

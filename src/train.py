@@ -47,7 +47,7 @@ def scan_checkpoints(directory: str | Path) -> tuple[list[tuple[int, float, Path
         ([(global_step, mtime, path), ...] newest first,
          [(path, why it is skipped, whether it is empty or cut short), ...]).
     """
-    from src.models.clip_loading import UnreadableWeightsError, format_size, read_weights_file
+    from src.models.weights_files import UnreadableWeightsError, format_size, read_weights_file
     from src.models.maskclip_plus_module import student_checkpoint_problem
 
     complete, skipped = [], []
@@ -226,19 +226,6 @@ def guided_steps(fraction: float, max_steps: int, offset: int = 0) -> int:
     return max(0, round(fraction * max_steps) + int(offset))
 
 
-def suppressed_classes(setting: str, num_classes: int, unseen) -> list[int] | None:
-    """The classes the official ``LoadAnnotations(suppress_labels=...)`` turns into -1.
-
-    The crop rule ``cat_max_ratio`` sees them as one category: every class annotation-free,
-    the unseen classes in zero-shot, none when training on ground truth.
-    """
-    if setting == "annofree":
-        return list(range(num_classes))
-    if setting == "zeroshot":
-        return list(unseen)
-    return None
-
-
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit (and test) the configured MaskCLIP+ run; returns the logged metrics.
 
@@ -278,8 +265,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         datamodule.set_normalization(module.teacher.image_mean, module.teacher.image_std)
     mean, std = datamodule.normalization
     module.hparams.update(image_mean=list(mean), image_std=list(std))
-    datamodule.set_suppressed_classes(suppressed_classes(
-        cfg.setting, module.vocabulary.num_classes, module.unseen or []))
+    datamodule.set_suppressed_classes(module.suppressed_classes)
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()
                  if node and "_target_" in node]

@@ -560,14 +560,7 @@ def build_train_transform(
             A.HorizontalFlip(p=0.5),
             PhotoMetricDistortion(),
             normalize,
-            A.PadIfNeeded(
-                min_height=crop_h,
-                min_width=crop_w,
-                position="top_left",
-                border_mode=cv2.BORDER_CONSTANT,
-                fill=0,
-                fill_mask=IGNORE_INDEX,
-            ),
+            _pad_bottom_right(crop_h, crop_w, fill=0),  # after Normalize: 0 is the mean colour
             ToTensorV2(),
         ]
         return SegTransform(A.Compose(steps), transform_mask=True)
@@ -588,14 +581,7 @@ def build_train_transform(
     else:
         crop_steps = [
             crop,
-            A.PadIfNeeded(
-                min_height=crop_h,
-                min_width=crop_w,
-                position="top_left",
-                border_mode=cv2.BORDER_CONSTANT,
-                fill=fill,
-                fill_mask=IGNORE_INDEX,
-            ),
+            _pad_bottom_right(crop_h, crop_w, fill=fill),
         ]
     pipeline = A.Compose(
         [
@@ -610,6 +596,12 @@ def build_train_transform(
         ]
     )
     return SegTransform(pipeline, transform_mask=True)
+
+
+def _pad_bottom_right(height: int, width: int, fill: float | tuple[float, ...]) -> A.PadIfNeeded:
+    """mmseg's ``Pad(size=crop_size)``: image with ``fill``, mask with 255, bottom and right."""
+    return A.PadIfNeeded(min_height=height, min_width=width, position="top_left",
+                         border_mode=cv2.BORDER_CONSTANT, fill=fill, fill_mask=IGNORE_INDEX)
 
 
 def _floats(values: Sequence[float]) -> tuple[float, ...]:

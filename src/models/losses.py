@@ -70,6 +70,7 @@ def segmentation_cross_entropy(logits: Tensor, target: Tensor, ignore_index: int
     if average == "all_pixels":
         return F.cross_entropy(logits, target, ignore_index=ignore_index,
                                reduction="none").mean()
-    if not (target != ignore_index).any():
-        return logits.sum() * 0.0  # no labelled pixel: a zero loss (PyTorch's mean gives NaN)
-    return F.cross_entropy(logits, target, ignore_index=ignore_index)
+    # The sum over the labelled-pixel count is PyTorch's ``reduction='mean'`` (same gradients)
+    # without its NaN when no pixel is labelled, and without a host sync to test for that case.
+    total = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum")
+    return total / (target != ignore_index).sum().clamp(min=1)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.metrics.segmentation import SegmentationIoU
-from src.models.losses import segmentation_cross_entropy
+from src.models.losses import LOSS_AVERAGES, segmentation_cross_entropy
 from src.models.pseudo_labels import IGNORE_INDEX, UNLABELED, assign_pseudo_labels, hide_classes
 from src.models.student import SegStudent
 from src.models.teacher import MaskCLIPTeacher, renormalize
@@ -114,8 +114,8 @@ class MaskCLIPPlusLitModule(L.LightningModule):
         super().__init__()
         if test_resize not in ("direct", "two_step"):
             raise ValueError(f"test_resize={test_resize!r}: choose direct or two_step")
-        segmentation_cross_entropy(torch.zeros(1, 1, 1, 1), torch.zeros(1, 1, 1, dtype=torch.long),
-                                   average=loss_average)  # validates the name early
+        if loss_average not in LOSS_AVERAGES:
+            raise ValueError(f"loss.average={loss_average!r}: choose one of {list(LOSS_AVERAGES)}")
         self.loss_average = loss_average
         self.test_resize = test_resize
         if setting not in ("annofree", "zeroshot", "supervised"):
@@ -235,6 +235,15 @@ class MaskCLIPPlusLitModule(L.LightningModule):
         pad = probs.new_full((probs.shape[0], 1, *probs.shape[2:]), float("-inf"))
         return torch.cat([pad, probs], dim=1)
 
+    @property
+    def suppressed_classes(self) -> list[int] | None:
+        """The classes whose pixels the labeller supplies, as the official
+        ``LoadAnnotations(suppress_labels=...)`` lists them: every class annotation-free, the
+        unseen ones in zero-shot, none on ground truth (the crop rule needs them)."""
+        if self.setting == "annofree":
+            return list(range(self.vocabulary.num_classes))
+        return list(self.unseen) if self.setting == "zeroshot" else None
+
     def make_targets(self, images: Tensor, mask: Tensor, student_logits: Tensor
                      ) -> tuple[Tensor, dict[str, float]]:
         """Training targets for this step and statistics about the pseudo-labels."""
@@ -269,7 +278,9 @@ class MaskCLIPPlusLitModule(L.LightningModule):
                                align_corners=False)
         loss = segmentation_cross_entropy(logits, target, IGNORE_INDEX, self.loss_average)
         # A batch without a labelled pixel gives a loss of 0, not NaN: only divergence stops here.
-        if not bool(torch.isfinite(loss) & torch.isfinite(logits).all()):
+        # The scalar alone is checked each step (non-finite logits make the loss non-finite);
+        # the logits are counted only to word the error.
+        if not bool(torch.isfinite(loss)):
             bad = int((~torch.isfinite(logits)).sum())
             self._diverged(f"the loss is {float(loss):g} "
                            + (f"and the student logits have {bad} non-finite values of "
@@ -430,7 +441,7 @@ class MaskCLIPPlusLitModule(L.LightningModule):
 
 
 def student_checkpoint_problem(weights, training: bool = False) -> str | None:
-    """Why a read file (``clip_loading.WeightsFile``) is no student checkpoint, as a predicate
+    """Why a read file (``weights_files.WeightsFile``) is no student checkpoint, as a predicate
     (``is not a MaskCLIP+ student checkpoint (src.train): it is ...``); None when it is one.
 
     Args:
@@ -474,7 +485,7 @@ def read_student_checkpoint(ckpt_path: str | Path, *, key: str = "ckpt_path",
         ValueError: empty, truncated or unreadable, or not a (complete) MaskCLIP+ checkpoint;
             the message names the file, its size and what it holds.
     """
-    from src.models.clip_loading import UnreadableWeightsError, format_size, read_weights_file
+    from src.models.weights_files import UnreadableWeightsError, format_size, read_weights_file
 
     path = Path(ckpt_path).expanduser()
     try:

@@ -264,18 +264,21 @@ class SegStudent(nn.Module):
         mis-shaped key raises ValueError, because a silently half-loaded backbone trains as a
         partly random one.
         """
+        from src.models.weights_files import UnreadableWeightsError, read_weights_file
+
         if not path.is_file():
             raise FileNotFoundError(f"student backbone weights {path} do not exist")
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # empty, truncated, not a torch file, or pickled objects
-            reason = type(err).__name__ + (f": {str(err).strip().splitlines()[0]}"
-                                           if str(err).strip() else "")
+            obj = read_weights_file(path).obj
+        except UnreadableWeightsError as err:  # empty, truncated, not torch, pickled objects
             raise ValueError(
-                f"student.pretrained={path} is not a loadable torch file "
-                f"(torch.load(weights_only=True) failed with {reason}). Pass a state "
-                "dict saved with torch.save(model.state_dict(), ...), e.g. the official "
+                f"student.pretrained={path} is not a loadable torch file ({err.reason}). Pass "
+                "a state dict saved with torch.save(model.state_dict(), ...), e.g. the official "
                 "resnet101_v1c-e67eebb6.pth, or student.pretrained=timm.") from err
+        if obj is None:  # a safetensors file: read its tensors
+            from safetensors.torch import load_file
+
+            obj = load_file(str(path))
         state = _unwrap_checkpoint(obj)
         naming = detect_resnet_naming(state)
         if naming == "mmcv ResNet-V1c":

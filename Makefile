@@ -38,11 +38,11 @@ world-clip: install ## Re-train the offline world's CLIP (~35 min on 2 CPU cores
 world-claims: install ## Measure the paper's claims on the offline world (docs/world_claims.md)
 	$(PY) scripts/world_claims.py
 
-bench: install ## Speed and memory ratios (scripts/bench.py): bench.json, bench.md, bench_resolution.png
-	$(PY) scripts/bench.py --out docs/bench.json --markdown docs/bench.md
+bench: install ## Speed and memory ratios (python -m scripts.bench): bench.json, bench.md, bench_resolution.png
+	$(PY) -m scripts.bench --out docs/bench.json --markdown docs/bench.md
 
 bench-gpu: install ## The same benchmark on CUDA in bf16: docs/bench_gpu.json, docs/bench_gpu.md
-	$(PY) scripts/bench.py --device cuda --out docs/bench_gpu.json --markdown docs/bench_gpu.md
+	$(PY) -m scripts.bench --device cuda --out docs/bench_gpu.json --markdown docs/bench_gpu.md
 
 clean: ## Remove logs, caches and build artefacts (keeps .venv)
 	rm -rf logs outputs multirun .pytest_cache bench.json bench.md

@@ -9,7 +9,7 @@
 Every ``results.json`` under the given folders is read; its ``settings`` (written by src.eval)
 say which dataset, head, protocol and post-processing produced it. One row per
 (head, protocol, post-processing); Avg8 is shown only when all eight datasets are there. The
-published rows (CLIP ViT-B/16, OpenAI weights; ../shared/reference/peers.md §0) follow.
+published rows (CLIP ViT-B/16, OpenAI weights; sources at ``PUBLISHED``) follow.
 """
 
 from __future__ import annotations
@@ -22,7 +22,12 @@ from pathlib import Path
 DATASETS = ("voc21", "context60", "cocoobject", "voc20", "context59", "cocostuff", "cityscapes",
             "ade20k")
 HEADERS = ("VOC21", "PC60", "Obj", "VOC20", "PC59", "Stuff", "City", "ADE")
-# Published mIoU, ViT-B/16 OpenAI, in the column order above (peers.md §0).
+# Published mIoU, ViT-B/16 OpenAI, in the column order above. Sources: the MaskCLIP, SCLIP, ClearCLIP
+# and NACLIP rows as tabulated in ResCLIP (Yang et al., CVPR 2025) Tabs. 1-2, committed as
+# yvhangyang/ResCLIP figs/main_results_w.png (with background) and figs/main_results_wo.png (without);
+# they are the numbers of SCLIP (arXiv 2312.01597), ClearCLIP (arXiv 2407.09465) and NACLIP
+# (arXiv 2404.09826), and MaskCLIP's row is the TCL-protocol re-evaluation those papers quote.
+# NACLIP + PAMR: the results table of sinahmr/NACLIP README.md (commit 0cac3a6).
 PUBLISHED = {
     "MaskCLIP (TCL-protocol re-evaluation)": (38.8, 23.6, 20.6, 74.9, 26.4, 16.4, 12.6, 9.8),
     "SCLIP (paper)": (59.1, 30.4, 30.5, 80.4, 34.2, 22.4, 32.2, 16.1),

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 import src.models.clip_loading  # noqa: E402,F401  (registers the project's model configs)
 from src.data.world import generate_scene  # noqa: E402
-from src.models.losses import MultiPositiveClipLoss, caption_ids  # noqa: E402
+from src.models.clip_pretraining_loss import MultiPositiveClipLoss, caption_ids  # noqa: E402
 
 # Scene streams: 0/1/2 are the world's train/val/test splits; CLIP never sees those images.
 PRETRAIN_SEED = 10

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace-dir", default=None, help="write Chrome traces here")
     args = parser.parse_args(argv)
 
-    from scripts.bench import BenchContext, _encode_twin
+    from scripts.bench.harness import BenchContext, encode_twin as _encode_twin
 
     device = torch.device(args.device)
     ctx = BenchContext(model=args.model, quick=False, repeats=1, warmup=0, case_timeout=0,

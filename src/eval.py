@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.builders import build_teacher
+from src.callbacks import instantiate_callbacks
 from src.utils.config import (CONFIG_DIR, fidelity_items, instantiate_loggers,
                               require_writable_dir, to_plain)
 from src.utils.io import atomic_write_bytes
@@ -50,11 +51,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
               if cfg.get("zero_shot_split") else None)
     mean, std = datamodule.normalization
     module = MaskCLIPLitModule(teacher, vocabulary, templates=to_plain(cfg.prompts.templates),
-                               unseen=unseen, num_overlays=cfg.num_overlays,
-                               image_mean=mean, image_std=std,
+                               unseen=unseen, image_mean=mean, image_std=std,
                                background_threshold=cfg.get("background_threshold"))
     loggers = instantiate_loggers(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False)
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))  # conf/callbacks/eval.yaml: panels
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     results = run_tests(cfg, trainer, module, datamodule, lambda m: dict(m.results))
@@ -74,19 +75,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 def evaluate_student(cfg: DictConfig, datamodule) -> dict[str, Any]:
     """Evaluate a trained MaskCLIP+ student checkpoint (``ckpt_path=...``) on ``cfg.data``."""
     from src.data.splits import unseen_indices
-    from src.metrics.segmentation import SegmentationIoU
-    from src.models.maskclip_plus_module import load_student
+    from src.models.maskclip_plus_module import StudentTestModule, load_student
 
-    module = load_student(cfg.ckpt_path)
+    student = load_student(cfg.ckpt_path)
+    # The split is resolved against the checkpoint's own vocabulary; only the metric changes.
+    unseen = (unseen_indices(cfg.zero_shot_split, list(student.vocabulary.names))
+              if cfg.get("zero_shot_split") else None)
     # The evaluation protocol, not the checkpoint, decides how logits reach the GT's size.
-    module.test_resize = cfg.get("test_resize") or module.test_resize
-    if cfg.get("zero_shot_split"):
-        # The split is resolved against the checkpoint's own vocabulary; only the metric changes.
-        names = list(module.vocabulary.names)
-        module.test_iou = SegmentationIoU(len(names), unseen_indices(cfg.zero_shot_split, names))
-    if module.hparams.get("image_mean"):  # the statistics it was trained with, whatever data.*
-        datamodule.set_normalization(module.hparams.image_mean, module.hparams.image_std,
-                                     binding=True)
+    module = StudentTestModule(student, unseen=unseen, test_resize=cfg.get("test_resize"))
+    if student.image_mean:  # the statistics it was trained with, whatever data.* says
+        datamodule.set_normalization(student.image_mean, student.image_std, binding=True)
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False)
     results = run_tests(cfg, trainer, module, datamodule,

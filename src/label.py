@@ -21,13 +21,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from src.labelling import (build_labeller, exit_on_user_error, open_job, prepare_argv,
-                           record_job, run_labelling)
-from src.utils.config import CONFIG_DIR, to_plain
+from src.labelling import build_labeller, command_line, open_job, record_job, run_labelling
+from src.utils.config import to_plain
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +46,8 @@ def source_images(cfg: DictConfig, mean, std):
 
 def label(cfg: DictConfig, callbacks: list | None = None) -> dict[str, Any]:
     """Write the pseudo-label dataset described by ``cfg``; returns the report."""
-    from src.utils.label_writers import DatasetWriter, pending
+    from src.callbacks.writers import DatasetWriter
+    from src.utils.jobs import pending
 
     if cfg.get("data") is not None and not cfg.get("images") and not cfg.get("classes"):
         with open_dict(cfg):
@@ -72,14 +71,7 @@ def label(cfg: DictConfig, callbacks: list | None = None) -> dict[str, Any]:
     return report
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="label")
-def _hydra_main(cfg: DictConfig) -> None:
-    exit_on_user_error(label, cfg)
-
-
-def main() -> None:
-    prepare_argv()  # before Hydra parses `classes=a,b,c`
-    _hydra_main()
+main = command_line(label, "label")
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ def open_job(cfg: DictConfig, task: str) -> tuple[Path, dict[str, Any], dict[str
         PermissionError: ``out`` is not writable.
         JobMismatchError: ``out`` holds another job's outputs (see ``check_job``).
     """
-    from src.utils.label_writers import check_job, check_writable, job_identity
+    from src.utils.jobs import check_job, check_writable, job_identity
 
     out = check_writable(cfg.out)
     identity = job_identity(cfg, requested_vocabulary(cfg), task)
@@ -121,7 +121,7 @@ def open_job(cfg: DictConfig, task: str) -> tuple[Path, dict[str, Any], dict[str
 def record_job(out: Path, identity: dict[str, Any], resumed: dict[str, Any] | None) -> dict:
     """Write ``job.json`` for a fresh job (or a folder older code wrote, which has none); a
     resumed job's is kept. Returns the code-version settings for the report/manifest."""
-    from src.utils.label_writers import read_job, write_job
+    from src.utils.jobs import read_job, write_job
 
     if resumed is None or read_job(out) is None:
         write_job(out, identity)
@@ -172,49 +172,49 @@ def _student_labeller(cfg: DictConfig, background, inference):
     from src.models.labeller import DenseLabeller
     from src.models.maskclip_plus_module import load_student
 
-    module = load_student(str(cfg.ckpt_path))
-    student, vocabulary = module.student, module.vocabulary
+    student = load_student(str(cfg.ckpt_path))
+    vocabulary = student.vocabulary
     if cfg.get("classes") is not None:
         wanted = load_classes(cfg.classes)
         if wanted.names != tuple(n for n in vocabulary.names if n != "background"):
-            vocabulary = _retarget_student(cfg, module, wanted)
+            vocabulary = _retarget_student(cfg, student, wanted)
     if background.words is not None and vocabulary.names[0] != "background":
         raise ValueError("background.words needs the teacher's text tower; a student predicts "
                          "background only if it was trained with a background class")
-    labeller = DenseLabeller(student, vocabulary, student.output_stride, inference,
+    labeller = DenseLabeller(student.model, vocabulary, student.output_stride, inference,
                              background.threshold)
     settings = {"model": "student", "checkpoint": str(cfg.ckpt_path),
-                "teacher": module.teacher_spec,
-                "student": module.hparams.get("student_cfg"), "inference": to_plain(cfg.inference),
+                "teacher": student.teacher_spec,
+                "student": student.config, "inference": to_plain(cfg.inference),
                 "background": to_plain(cfg.get("background")), "scale": to_plain(cfg.get("scale")),
                 "classes": list(vocabulary.names)}
-    mean = module.hparams.get("image_mean") or (0.48145466, 0.4578275, 0.40821073)
-    std = module.hparams.get("image_std") or (0.26862954, 0.26130258, 0.27577711)
+    mean = student.image_mean or (0.48145466, 0.4578275, 0.40821073)
+    std = student.image_std or (0.26862954, 0.26130258, 0.27577711)
     return labeller, settings, (tuple(mean), tuple(std))
 
 
-def _retarget_student(cfg: DictConfig, module, wanted):
+def _retarget_student(cfg: DictConfig, trained, wanted):
     """New classes for a student: its classifier is text embeddings, so the teacher's text tower
     must embed them. The checkpoint names that teacher; without its weights this cannot work."""
     from src.models.teacher import MaskCLIPTeacher
     from src.prompts.vocabulary import ClassVocabulary
 
-    spec = module.teacher_spec
-    own = [n for n in module.vocabulary.names if n != "background"]
+    spec = trained.teacher_spec
+    own = [n for n in trained.vocabulary.names if n != "background"]
     if not spec:
         raise ValueError(f"{cfg.ckpt_path} records no teacher, so it cannot embed new classes; "
                          f"drop classes= to use its own: {own}")
     try:
         teacher = MaskCLIPTeacher(spec["model_name"], spec["pretrained"],
                                   quick_gelu=spec.get("quick_gelu"))
-        teacher.set_vocabulary(wanted, module.hparams.get("templates") or "imagenet85")
+        teacher.set_vocabulary(wanted, trained.templates or "imagenet85")
     except Exception as err:
         raise ValueError(
             f"classes= differs from the checkpoint's classes {own}. New classes for a student "
             f"need its teacher's text tower ({spec['model_name']}, weights "
             f"{spec['pretrained']!r}), which could not be loaded: {err}. Drop classes= to use "
             "the checkpoint's own classes.") from err
-    student = module.student
+    student = trained.model
     student.class_embeddings = teacher.class_embeddings.detach().to(
         student.class_embeddings.dtype)
     if student.bg_embedding is not None:
@@ -252,9 +252,27 @@ def exit_on_user_error(job, cfg: DictConfig) -> None:
     """Run ``job(cfg)``; missing weights or an ``out=`` holding another job end the process
     (exit status 1) with one message on stderr, not a traceback."""
     from src.models.clip_loading import WeightsUnavailableError
-    from src.utils.label_writers import JobMismatchError
+    from src.utils.jobs import JobMismatchError
 
     try:
         job(cfg)
     except (WeightsUnavailableError, JobMismatchError) as err:
         raise SystemExit(f"error: {err}") from None
+
+
+def command_line(job, config_name: str):
+    """The ``main()`` of a labelling entry point: ``classes=a,b,c`` rewritten, then Hydra runs
+    ``job`` on the composed ``conf/<config_name>.yaml`` with :func:`exit_on_user_error`."""
+    import hydra
+
+    from src.utils.config import CONFIG_DIR
+
+    @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)
+    def run(cfg: DictConfig) -> None:
+        exit_on_user_error(job, cfg)
+
+    def main() -> None:
+        prepare_argv()  # before Hydra parses `classes=a,b,c`
+        run()
+
+    return main

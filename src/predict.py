@@ -22,15 +22,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
 from src.labelling import (  # noqa: F401  (class_list_argv, load_classes: public here too)
-    build_labeller, class_list_argv, exit_on_user_error, load_classes, open_job, prepare_argv,
-    record_job, run_labelling)
-from src.utils.config import CONFIG_DIR, to_plain
+    build_labeller, class_list_argv, command_line, exit_on_user_error, load_classes, open_job,
+    prepare_argv, record_job, run_labelling)
+from src.utils.config import to_plain
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,8 @@ log = logging.getLogger(__name__)
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Label ``cfg.images`` into ``cfg.out``; returns the summary."""
     from src.data.images import ImageListDataset, list_images
-    from src.utils.label_writers import PredictionWriter, pending
+    from src.callbacks.writers import PredictionWriter
+    from src.utils.jobs import pending
     from src.utils.visualize import make_palette
 
     out, identity, resumed = open_job(cfg, "predict")  # before any model is built
@@ -118,14 +118,7 @@ def segment(image: Any, classes: Any, teacher: str = "vit_b16", *,
 exit_on_missing_weights = exit_on_user_error  # the former name
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
-def _hydra_main(cfg: DictConfig) -> None:
-    exit_on_user_error(predict, cfg)
-
-
-def main() -> None:
-    prepare_argv()  # before Hydra parses `classes=a,b,c`
-    _hydra_main()
+main = command_line(predict, "predict")
 
 
 if __name__ == "__main__":

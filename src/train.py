@@ -21,6 +21,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src.callbacks import instantiate_callbacks
 from src.utils.config import CONFIG_DIR, instantiate_loggers, require_writable_dir, to_plain
 from src.utils.devices import devices_count, per_device_batch, use_sync_batchnorm
 from src.utils.io import atomic_write_bytes
@@ -139,9 +140,11 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path,
 
 
 def _student_summary(classes: int, student_cfg: dict | None) -> str:
-    student_cfg = student_cfg or {}
+    from src.models.student import canonical_student_config
+
+    student_cfg = canonical_student_config(student_cfg or {})
     return (f"{classes} classes with backbone {student_cfg.get('backbone', '?')} "
-            f"({student_cfg.get('head', '?')} head)")
+            f"({student_cfg.get('decoder', '?')} head)")
 
 
 def check_resume_fits(path: str | Path, checkpoint: dict, module) -> None:
@@ -153,9 +156,12 @@ def check_resume_fits(path: str | Path, checkpoint: dict, module) -> None:
         ValueError: naming the file, what it holds, what this run builds and what to pass.
     """
     from src.models.clip_loading import describe_maskclip_plus_checkpoint
+    from src.models.student import rename_legacy_keys
 
     ours = {k: tuple(v.shape) for k, v in module.state_dict().items() if k.startswith("student.")}
-    theirs = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()
+    # A checkpoint written before the student's decoder was called so names it student.head.*.
+    theirs = {k: tuple(v.shape)
+              for k, v in rename_legacy_keys(checkpoint["state_dict"], "student.").items()
               if k.startswith("student.")}
     other = [(k, theirs[k], ours[k]) for k in ours if k in theirs and theirs[k] != ours[k]]
     missing = [k for k in ours if k not in theirs]
@@ -267,8 +273,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     module.hparams.update(image_mean=list(mean), image_std=list(std))
     datamodule.set_suppressed_classes(module.suppressed_classes)
     loggers = instantiate_loggers(cfg.get("logger"))
-    callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()
-                 if node and "_target_" in node]
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))  # checkpoints, validation panels
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
                                      accumulate_grad_batches=accumulate,
                                      sync_batchnorm=use_sync_batchnorm(cfg.trainer, devices))

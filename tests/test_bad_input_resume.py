@@ -20,7 +20,7 @@ from PIL import Image
 from tests.fixtures import write_folder_fixture
 from src.utils.config import PROJECT_ROOT
 from src.utils.experiments import compose_config
-from src.utils.label_writers import JobMismatchError, code_version
+from src.utils.jobs import JobMismatchError, code_version
 
 CPU = ["trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "num_workers=0"]
 WORLD = ["teacher=world", "prompts=world", "scale=null", *CPU]

@@ -19,9 +19,13 @@ from src.data.datasets import (
     COCOStuffDataset,
     FolderDataset,
     PascalContextDataset,
+    SegmentationDataset,
     VOCDataset,
 )
 from tests.fixtures import (
+    write_ade20k_fixture,
+    write_cityscapes_fixture,
+    write_coco_object_fixture,
     write_cocostuff_fixture,
     write_context_fixture,
     write_folder_fixture,
@@ -294,20 +298,60 @@ def test_folder_split_naming_missing_image(tmp_path: Path):
         FolderDataset(root)
 
 
-def test_registry():
-    from src.data.datasets import ADE20KDataset, CityscapesDataset, COCOObjectDataset
-    from src.data.world import WorldDataset
+# ------------------------------------------------------------------------------------------
+# Registry: the conf/data configs and the registered datasets agree
 
-    assert DATASETS == {
-        "voc": VOCDataset,
-        "context": PascalContextDataset,
-        "cocostuff": COCOStuffDataset,
-        "cocoobject": COCOObjectDataset,
-        "cityscapes": CityscapesDataset,
-        "ade20k": ADE20KDataset,
-        "folder": FolderDataset,
-        "world": WorldDataset,
-    }
+DATA_CONFIGS = sorted(path.stem for path in CONF_DIR.glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def every_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``paths.data_dir`` with a tiny fixture at the root of every ``conf/data`` config."""
+    root = tmp_path_factory.mktemp("layouts")
+    write_voc_fixture(root)
+    write_context_fixture(root)
+    write_cocostuff_fixture(root)
+    write_coco_object_fixture(root)
+    write_cityscapes_fixture(root)
+    write_ade20k_fixture(root)
+    write_folder_fixture(root / "custom")
+    return root  # the world needs no files: its scenes are generated
+
+
+@pytest.mark.parametrize("config", DATA_CONFIGS)
+def test_every_data_config_builds_its_registered_dataset(every_layout: Path, config: str):
+    data = OmegaConf.load(CONF_DIR / f"{config}.yaml")
+    assert data.dataset in DATASETS, f"conf/data/{config}.yaml: {data.dataset!r} not registered"
+    cls = DATASETS.resolve(data.dataset)
+    assert issubclass(cls, SegmentationDataset)
+    cfg = OmegaConf.create({"paths": {"data_dir": str(every_layout)}, "data": data})
+    cfg.data.num_workers = 0
+    dm = instantiate(cfg.data)
+    dm.setup("test")
+    assert type(dm.test_set) is cls and len(dm.test_set) >= 1
+    assert dm.test_set.num_classes == dm.num_classes
+    sample = dm.test_set[0]
+    # Evaluation samples: a 3×h×w image and an int64 mask at the original H×W, labels 0..C-1|255.
+    assert sample["image"].ndim == 3 and sample["image"].shape[0] == 3
+    assert sample["mask"].dtype == torch.int64
+    assert tuple(sample["mask"].shape) == tuple(sample["orig_size"])
+    labels = sample["mask"].unique()
+    assert ((labels < dm.num_classes) | (labels == 255)).all()
+
+
+def test_every_registered_dataset_has_a_data_config():
+    # A registered dataset no config selects is unreachable without a command-line override.
+    used = {OmegaConf.load(CONF_DIR / f"{config}.yaml").dataset for config in DATA_CONFIGS}
+    assert set(DATASETS) - used == set()
+
+
+def test_unknown_dataset_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match="Unknown dataset 'ade'") as err:
+        DATASETS.resolve("ade")
+    assert all(repr(name) in str(err.value) for name in DATASETS)
+    assert "ade" not in DATASETS
+    with pytest.raises(KeyError):
+        DATASETS["ade"]  # the mapping itself behaves as a dict
 
 
 # ------------------------------------------------------------------------------------------

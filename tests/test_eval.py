@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
 
 from src.utils.config import CONFIG_DIR, PROJECT_ROOT
 
@@ -25,21 +31,125 @@ def compose_eval(overrides: list[str]):
         return compose(config_name="eval", overrides=overrides)
 
 
+def compose_primary(config_name: str, overrides: list[str]):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides)
+
+
+def selected_groups(path: Path) -> set[str]:
+    """The config groups an experiment file selects: its ``override /<group>`` defaults."""
+    groups = set()
+    for entry in OmegaConf.load(path).get("defaults") or []:
+        if isinstance(entry, DictConfig):  # {"override /student": "tiny"}
+            groups |= {str(key).removeprefix("override /") for key in entry
+                       if str(key).startswith("override /")}
+    return groups
+
+
+def primary_groups(config_name: str) -> set[str]:
+    """The config groups a primary config (conf/<name>.yaml) composes."""
+    entries = OmegaConf.load(Path(CONFIG_DIR, f"{config_name}.yaml")).defaults
+    return {str(key).removeprefix("optional ") for entry in entries
+            if isinstance(entry, DictConfig) for key in entry}
+
+
 def entry_point(path: Path) -> str:
-    """The entry point an experiment file names in its first comment."""
-    for line in path.read_text().splitlines():
-        if line.startswith("#") and "@package" not in line:
-            match = re.search(r"python -m (src\.\w+)", line)
-            assert match, f"{path.name}: first comment must name its entry point"
-            return match.group(1)
-    raise AssertionError(f"{path.name} has no comment")
+    """src.train for an experiment that selects a MaskCLIP+ student (the ``student`` group, which
+    only conf/train.yaml composes), src.eval for every other one."""
+    return "src.train" if "student" in selected_groups(path) else "src.eval"
 
 
 EVAL_EXPERIMENTS = [p for p in EXPERIMENTS if entry_point(p) == "src.eval"]
 
 
-def test_every_experiment_names_a_known_entry_point():
-    assert {entry_point(p) for p in EXPERIMENTS} <= {"src.eval", "src.train"}
+def test_only_the_training_config_has_a_student():
+    """What entry_point() keys on: a student is a training-only choice."""
+    assert "student" in primary_groups("train")
+    assert "student" not in primary_groups("eval")
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS, ids=lambda p: p.stem)
+def test_experiment_is_written_for_its_entry_point(experiment):
+    """It composes under its own primary config; a training experiment cannot compose under
+    eval.yaml (no student group there), and an evaluation experiment sets none of the keys only
+    train.yaml has (it would be silently ignored by src.eval). Its usage comment, where it gives
+    one, names the same entry point."""
+    kind = entry_point(experiment)
+    cfg = compose_primary(kind.removeprefix("src."), [f"experiment={experiment.stem}"])
+    assert cfg.task_name == experiment.stem
+    if kind == "src.train":
+        with pytest.raises(ConfigCompositionException, match="student"):
+            compose_eval([f"experiment={experiment.stem}"])
+    else:
+        train_only = (set(OmegaConf.load(Path(CONFIG_DIR, "train.yaml")))
+                      - set(OmegaConf.load(Path(CONFIG_DIR, "eval.yaml"))))
+        assert not train_only & set(OmegaConf.load(experiment)), experiment.name
+    documented = re.findall(rf"python -m (src\.\w+)[^\n]*experiment={experiment.stem}\b",
+                            experiment.read_text())
+    assert set(documented) <= {kind}, f"{experiment.name} documents {documented}, not {kind}"
+
+
+def ground_truth_classes(cfg) -> set[int]:
+    """Every class index that occurs in the ground truth of the configured test split."""
+    from hydra.utils import instantiate
+
+    dataset = instantiate(cfg.data, _convert_="all").build_dataset()
+    present: set[int] = set()
+    for index in range(len(dataset)):
+        present |= {int(v) for v in np.unique(np.asarray(dataset[index]["mask"]))}
+    present.discard(255)
+    return present
+
+
+def read_per_class_csv(root: Path) -> list[dict[str, str]]:
+    tables = list(root.rglob("per_class_iou.csv"))
+    assert len(tables) == 1, tables
+    with open(tables[0], newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def nanmean(values) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def check_reported_iou(summary: dict, per_class: dict[str, float], names, present: set[int],
+                       rows: list[dict[str, str]] | None) -> None:
+    """The invariants every evaluation report must hold, recomputed here from what it wrote.
+
+    - per-class IoUs are in [0, 100], finite for every class in the ground truth, and NaN or 0
+      for a class absent from it (NaN when it is not predicted either);
+    - mIoU is the mean of the per-class IoUs over the classes that have one;
+    - the per-class CSV (when given) lists the same classes and values, and the seen/unseen
+      means and hIoU = 2SU/(S+U) recomputed from its split column are the reported ones.
+    """
+    assert list(per_class) == list(names)
+    iou = [float(v) for v in per_class.values()]
+    for index, value in enumerate(iou):
+        if index in present:
+            assert math.isfinite(value) and 0.0 <= value <= 100.0, (names[index], value)
+        else:
+            assert math.isnan(value) or value == 0.0, (names[index], value)
+    assert summary["mIoU"] == pytest.approx(nanmean(iou), rel=1e-5, abs=1e-4)
+    if rows is None:
+        return
+    assert [row["class"] for row in rows] == list(names)
+    from_csv = [float(row["iou"]) for row in rows]  # written with 4 decimals
+    for got, want in zip(from_csv, iou):
+        assert got == pytest.approx(want, abs=1e-4, nan_ok=True)
+    assert summary["mIoU"] == pytest.approx(nanmean(from_csv), abs=1e-4)
+    splits = {row["split"] for row in rows}
+    if "mIoU_seen" not in summary:
+        assert splits == {""}
+        return
+    assert splits == {"seen", "unseen"}
+    seen = nanmean(v for v, r in zip(from_csv, rows) if r["split"] == "seen")
+    unseen = nanmean(v for v, r in zip(from_csv, rows) if r["split"] == "unseen")
+    assert summary["mIoU_seen"] == pytest.approx(seen, abs=1e-4, nan_ok=True)
+    assert summary["mIoU_unseen"] == pytest.approx(unseen, abs=1e-4, nan_ok=True)
+    harmonic = 2 * seen * unseen / (seen + unseen) if seen + unseen > 0 else float("nan")
+    assert summary["hIoU"] == pytest.approx(harmonic, abs=1e-4, nan_ok=True)
 
 
 @pytest.mark.parametrize("experiment", EVAL_EXPERIMENTS, ids=lambda p: p.stem)
@@ -49,22 +159,82 @@ def test_experiment_runs_through_its_entry_point(experiment, data_dir, tmp_path)
     corrupt = experiment.stem.endswith("_corrupt")
     # The robustness runs: two corruptions at two severities on a few images.
     extra = (["corruptions.names=[gaussian_noise,spatter]", "corruptions.severities=[1,5]"]
-             + (["+data.dataset_kwargs.num_images=4"] if experiment.stem.startswith("world")
-                else [])) if corrupt else []
+             if corrupt else [])
+    if experiment.stem.startswith("world"):  # a few of the 200 test scenes
+        extra.append(f"++data.dataset_kwargs.num_images={4 if corrupt else 16}")
     cfg = compose_eval([
         f"experiment={experiment.stem}", "teacher=tiny", f"paths.data_dir={data_dir}",
         f"paths.output_dir={tmp_path}", "logger=csv", "data.num_workers=0",
         "trainer.enable_progress_bar=false", "trainer.accelerator=cpu", *extra,
     ])
     results = evaluate(cfg)
-    assert 0.0 <= results["summary"]["mIoU"] <= 100.0
-    assert (tmp_path / "results.json").is_file()
+    # results.json holds exactly what evaluate() returned (NaN IoUs included).
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert json.dumps(on_disk, sort_keys=True) == json.dumps(results, sort_keys=True)
     assert len(results["per_class"]) == cfg.data.num_classes
+    from src.prompts.vocabulary import load_vocabulary
+
+    names = list(load_vocabulary(cfg.data.vocabulary).names)
+    # A corruption run rewrites per_class_iou.csv after every corrupted test; only the clean
+    # test's per-class IoUs are in results.json, so the CSV is checked on clean runs only.
+    check_reported_iou(results["summary"], results["per_class"], names,
+                       ground_truth_classes(cfg), None if corrupt else read_per_class_csv(tmp_path))
     if corrupt:
-        table = results["corruptions"]["mIoU"]
+        corruptions = results["corruptions"]
+        assert corruptions["clean_mIoU"] == results["summary"]["mIoU"]
+        table = corruptions["mIoU"]
         assert set(table) == {"gaussian_noise", "spatter"}
         assert all(set(row) == {1, 5} for row in table.values())
-        assert (tmp_path / "corruptions.md").read_text().count("\n") == 4
+        lines = (tmp_path / "corruptions.md").read_text().splitlines()
+        assert len(lines) == 4  # header, rule, one row per corruption
+        for line, (name, row) in zip(lines[2:], table.items()):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            expected = [f"{row[1]:.1f}", f"{row[5]:.1f}", f"{(row[1] + row[5]) / 2:.1f}",
+                        f"{results['summary']['mIoU']:.1f}"]
+            assert cells == [name, *expected]
+
+
+def test_teacher_miou_equals_miou_of_src_predict_labels(data_dir, tmp_path):
+    """src.eval's mIoU of the world CLIP on the folder fixture is the mIoU of the label PNGs that
+    src.predict writes for the same images and classes, recomputed here from a confusion matrix.
+    Both run at the native size (no resize), so the two code paths see the same pixels."""
+    from src.eval import evaluate
+    from src.predict import predict
+
+    root = data_dir / "custom"
+    cfg = compose_eval([
+        "data=folder", "teacher=world", "prompts=world", f"paths.data_dir={data_dir}",
+        f"paths.output_dir={tmp_path / 'eval'}", "logger=csv", "data.num_workers=0",
+        "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+        "data.test_scale=[64,48]",  # the fixture's 48x64 and 64x48 images keep their size
+    ])
+    results = evaluate(cfg)
+    predict(compose_primary("predict", [
+        "teacher=world", "prompts=world", f"images={root / 'images'}",
+        f"classes={root / 'classes.txt'}", f"out={tmp_path / 'pred'}", "scale=null",
+        "num_workers=0", "overlays=false", "trainer.accelerator=cpu",
+        f"paths.output_dir={tmp_path / 'pred'}",
+    ]))
+    names = (root / "classes.txt").read_text().split()
+    num = len(names)
+    confmat = np.zeros((num, num), dtype=np.int64)
+    masks = sorted((root / "masks").glob("*.png"))
+    assert len(masks) == 3
+    for mask_path in masks:
+        mask = np.array(Image.open(mask_path)).astype(np.int64)
+        pred = np.array(Image.open(tmp_path / "pred" / "labels" / mask_path.name)).astype(np.int64)
+        assert pred.shape == mask.shape
+        valid = mask != 255
+        confmat += np.bincount(mask[valid] * num + pred[valid],
+                               minlength=num * num).reshape(num, num)
+    tp = np.diag(confmat).astype(float)
+    union = confmat.sum(0) + confmat.sum(1) - tp
+    iou = 100 * np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+    assert list(results["per_class"]) == names
+    np.testing.assert_allclose(list(results["per_class"].values()), iou, atol=1e-4)
+    assert results["summary"]["mIoU"] == pytest.approx(np.nanmean(iou), abs=1e-4)
+    # the world CLIP does see colours: a labelling, not a constant map
+    assert (confmat.sum(0) > 0).sum() >= 2
 
 
 def test_eval_equals_direct_computation_with_zero_shot_split(data_dir, tmp_path):
@@ -117,8 +287,13 @@ def test_python_m_src_eval_end_to_end(data_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = list(tmp_path.rglob("results.json"))
     assert len(results) == 1
-    summary = json.loads(results[0].read_text())["summary"]
-    assert 0.0 <= summary["mIoU"] <= 100.0
+    reported = json.loads(results[0].read_text())
+    masks = sorted((data_dir / "custom" / "masks").glob("*.png"))
+    present = set().union(*({int(v) for v in np.unique(np.array(Image.open(m)))} for m in masks))
+    present.discard(255)
+    names = (data_dir / "custom" / "classes.txt").read_text().split()
+    check_reported_iou(reported["summary"], reported["per_class"], names, present,
+                       read_per_class_csv(tmp_path))
     overlays = list(tmp_path.rglob("overlays/*.png"))
     assert len(overlays) == 3  # image | GT | prediction panels, one per test image
 

@@ -75,7 +75,7 @@ def test_paper_experiments_default_to_official_and_differ_from_clip_only_in_item
         assert official["loss.average"] == "all_pixels"
         assert official["guided_offset"] == -1
         assert (official["data.cat_max_ratio"], official["data.photometric"]) == (0.75, "mmseg")
-        assert official["student.head_init"] == "kaiming"
+        assert official["student.decoder_init"] == "kaiming"
     if official["teacher.head"] == "maskclip":
         assert official["teacher.image_act"] == "gelu"
         assert official["teacher.image_ln_eps"] == 1e-6
@@ -115,7 +115,7 @@ def test_clip_preset_is_the_code_defaults():
     assert cfg["inference.align"] == InferenceConfig().align
     assert cfg["loss.average"] == lit["loss_average"]
     assert cfg["test_resize"] == lit["test_resize"]
-    assert cfg["student.head_init"] == student["head_init"]
+    assert cfg["student.decoder_init"] == student["decoder_init"]
     assert cfg["guided_offset"] == 0
 
 

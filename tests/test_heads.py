@@ -76,9 +76,9 @@ def _teacher(head):
 def test_head_dense_features_match_reference(head):
     teacher = _teacher(head)
     images = torch.randn(2, 3, 48, 40)
-    tokens, grid = teacher._vit_tokens_before_last_block(images)
+    (tokens,), grid = teacher.features.tokens_entering(images, [-1])
     visual = teacher.clip.visual
-    expected = ref_layer_norm(ref_head(head, tokens, teacher._last_block(), grid),
+    expected = ref_layer_norm(ref_head(head, tokens, teacher.features.blocks[-1], grid),
                               visual.ln_post)[:, 1:] @ visual.proj
     expected = F.normalize(expected.transpose(1, 2).reshape(2, -1, *grid), dim=1)
     torch.testing.assert_close(teacher.dense_features(images), expected, atol=2e-5, rtol=1e-4)
@@ -107,11 +107,11 @@ def test_naclip_window_properties():
 
 
 def test_sclip_attention_rows_sum_to_two():
-    from src.models.heads import attention_weights, last_block_qkv
+    from src.models.heads import attention_weights, block_qkv
 
     teacher = _teacher("sclip")
     x = torch.randn(1, 17, 48)
-    q, k, _ = last_block_qkv(teacher._last_block(), x)
+    q, k, _ = block_qkv(teacher.features.blocks[-1], x)
     rows = (attention_weights(q, q) + attention_weights(k, k)).sum(-1)
     torch.testing.assert_close(rows, torch.full_like(rows, 2.0))
 

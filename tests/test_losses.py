@@ -1,4 +1,4 @@
-"""The multi-positive CLIP loss."""
+"""The multi-positive CLIP loss that pre-trains the world CLIP (clip_pretraining_loss.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 
-from src.models.losses import MultiPositiveClipLoss, caption_ids
+from src.models.clip_pretraining_loss import MultiPositiveClipLoss, caption_ids
 
 
 def test_equals_clip_loss_when_captions_are_unique():

@@ -96,7 +96,7 @@ def test_classifier_disk_cache(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("cache miss")
 
-    monkeypatch.setattr("src.models.teacher.build_text_classifier", fail)
+    monkeypatch.setattr("src.prompts.text_classifier.build_text_classifier", fail)
     torch.testing.assert_close(teacher.encode_queries(["cat", "dog"], "single"), first)
     monkeypatch.undo()
     teacher.encode_queries(["cat", "dog"], "imagenet80")  # other templates: another entry

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.models.student import SegStudent
+from src.models.student import RENAMED_CONFIG_KEYS, SegStudent
 
 EMB = F.normalize(torch.randn(5, 16), dim=-1)
 
@@ -35,8 +35,8 @@ def test_background_embedding_prepended_and_learnable():
     torch.testing.assert_close(student.classifier[0], F.normalize(student.bg_embedding[0], dim=0))
 
 
-def test_deeplabv3plus_head():
-    student = SegStudent(EMB, backbone="resnet18d", head="deeplabv3plus", pretrained=None,
+def test_deeplabv3plus_decoder():
+    student = SegStudent(EMB, backbone="resnet18d", decoder="deeplabv3plus", pretrained=None,
                          allow_random_init=True).eval()
     assert student(torch.randn(1, 3, 64, 64)).shape == (1, 5, 16, 16)  # stride-4 decoder
 
@@ -46,21 +46,21 @@ def test_random_init_refused_unless_allowed():
         SegStudent(EMB, backbone="resnet18d", pretrained=None)
 
 
-# --- head_init: mmcv ConvModule's decoder init (official code) -----------------------------------
+# --- decoder_init: mmcv ConvModule's decoder init (official code) --------------------------------
 
-def _backbone_and_head(student):
-    convs = [m for m in student.head.modules() if isinstance(m, torch.nn.Conv2d)]
-    bns = [m for m in student.head.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+def _decoder_convs_and_bns(student):
+    convs = [m for m in student.decoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    bns = [m for m in student.decoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     return convs, bns
 
 
-@pytest.mark.parametrize("head", ["deeplabv2", "deeplabv3plus"])
-def test_head_init_kaiming_is_mmcv_convmodule_init_of_the_decoder_only(head):
+@pytest.mark.parametrize("decoder", ["deeplabv2", "deeplabv3plus"])
+def test_decoder_init_kaiming_is_mmcv_convmodule_init_of_the_decoder_only(decoder):
     torch.manual_seed(0)
-    ref = tiny(head=head, head_init="torch", background=True)
+    ref = tiny(decoder=decoder, decoder_init="torch", background=True)
     torch.manual_seed(0)
-    student = tiny(head=head, head_init="kaiming", background=True)
-    convs, bns = _backbone_and_head(student)
+    student = tiny(decoder=decoder, decoder_init="kaiming", background=True)
+    convs, bns = _decoder_convs_and_bns(student)
     assert convs and bns
     depthwise = 0
     for conv in convs:
@@ -72,10 +72,10 @@ def test_head_init_kaiming_is_mmcv_convmodule_init_of_the_decoder_only(head):
         assert abs(w.mean().item()) < 0.1 * want
         assert conv.bias is None or (conv.bias == 0).all()
         depthwise += conv.groups > 1
-    assert depthwise == (5 if head == "deeplabv3plus" else 0)  # 3 ASPP + 2 fuse
+    assert depthwise == (5 if decoder == "deeplabv3plus" else 0)  # 3 ASPP + 2 fuse
     for bn in bns:
         assert (bn.weight == 1).all() and (bn.bias == 0).all()
-    # backbone untouched (same seed → same weights as head_init=torch), classifier untouched
+    # backbone untouched (same seed → same weights as decoder_init=torch), classifier untouched
     for (k, a), (k2, b) in zip(ref.backbone.state_dict().items(),
                                student.backbone.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(a, b), k
@@ -83,29 +83,87 @@ def test_head_init_kaiming_is_mmcv_convmodule_init_of_the_decoder_only(head):
     assert student.bg_embedding.shape == (1, 16)
     # torch (the default) keeps PyTorch's init, kaiming_uniform(a=√5) on fan_in: the std check
     # above fails for most of its convs (the test can tell the two inits apart)
-    ref_convs, _ = _backbone_and_head(ref)
+    ref_convs, _ = _decoder_convs_and_bns(ref)
     kaiming_like = [
         abs(c.weight.std().item() / (2.0 / (c.weight.shape[0] * c.weight[0, 0].numel())) ** 0.5 - 1)
         < 0.1 for c in ref_convs]
     assert sum(kaiming_like) < len(ref_convs) / 2
 
 
-def test_head_init_default_is_torch_and_every_config_sets_torch():
+def test_decoder_init_default_is_torch_and_every_config_sets_torch():
     import inspect
     from pathlib import Path
 
     import yaml
 
-    assert inspect.signature(SegStudent).parameters["head_init"].default == "torch"
+    assert inspect.signature(SegStudent).parameters["decoder_init"].default == "torch"
     configs = sorted((Path(__file__).parents[1] / "conf" / "student").glob("*.yaml"))
     assert configs
     for path in configs:
-        assert yaml.safe_load(path.read_text())["head_init"] == "torch", path
+        cfg = yaml.safe_load(path.read_text())
+        assert cfg["decoder_init"] == "torch", path
+        assert cfg["decoder"] in ("deeplabv2", "deeplabv3plus"), path
+        # the old spellings stay as null placeholders, so that old command lines compose
+        assert {k: cfg[k] for k in RENAMED_CONFIG_KEYS} == dict.fromkeys(RENAMED_CONFIG_KEYS), path
 
 
-def test_head_init_invalid_names_the_key():
-    with pytest.raises(ValueError, match="student.head_init"):
-        tiny(head_init="xavier")
+def test_decoder_init_invalid_names_the_key():
+    with pytest.raises(ValueError, match="student.decoder_init"):
+        tiny(decoder_init="xavier")
+
+
+# --- the rename head → decoder: old config keys and old state dicts still work ------------------
+
+@pytest.mark.parametrize("old,new,value", [("head", "decoder", "deeplabv3plus"),
+                                           ("head_init", "decoder_init", "kaiming"),
+                                           ("head_dilations", "decoder_dilations", (1, 2, 3, 4))])
+def test_old_config_keys_warn_name_the_new_key_and_build_the_same_student(old, new, value):
+    torch.manual_seed(0)
+    with pytest.warns(FutureWarning, match=rf"student\.{old} is deprecated: use student\.{new}"):
+        legacy = tiny(**{old: value})
+    torch.manual_seed(0)
+    current = tiny(**{new: value})
+    assert type(legacy.decoder) is type(current.decoder)
+    for (k, a), (k2, b) in zip(legacy.state_dict().items(), current.state_dict().items(),
+                               strict=True):
+        assert k == k2 and torch.equal(a, b), k
+
+
+def test_canonical_student_config_maps_old_keys_and_drops_null_placeholders():
+    from src.models.student import canonical_student_config
+
+    old = {"_target_": "src.models.student.SegStudent", "backbone": "resnet10t",
+           "head": "deeplabv2", "head_init": "kaiming", "head_dilations": [1, 2, 3, 4]}
+    assert canonical_student_config(old) == {
+        "_target_": "src.models.student.SegStudent", "backbone": "resnet10t",
+        "decoder": "deeplabv2", "decoder_init": "kaiming", "decoder_dilations": [1, 2, 3, 4]}
+    # a command line of today: new keys set, old ones the configs' null placeholders
+    today = {"decoder": "deeplabv2", "decoder_init": "torch", "head": None, "head_init": None,
+             "head_dilations": None}
+    assert canonical_student_config(today) == {"decoder": "deeplabv2", "decoder_init": "torch"}
+    # an old command line on today's config (student.head=deeplabv3plus): the old key wins
+    assert canonical_student_config({**today, "head": "deeplabv3plus"})["decoder"] == \
+        "deeplabv3plus"
+
+
+def test_state_dict_with_old_head_keys_loads_into_the_decoder():
+    from src.models.student import rename_legacy_keys
+
+    torch.manual_seed(0)
+    saved = tiny(background=True)
+    old = {("head." + k[len("decoder."):] if k.startswith("decoder.") else k): v
+           for k, v in saved.state_dict().items()}
+    assert any(k.startswith("head.") for k in old)
+    assert not any(k.startswith("decoder.") for k in old)
+    assert list(rename_legacy_keys(old)) == list(saved.state_dict())
+    fresh = tiny(background=True)
+    assert not fresh.load_state_dict(old).missing_keys  # strict: every key found
+    for k, v in saved.state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v), k
+    # with a prefix, as inside a LitModule's checkpoint (student.head.* → student.decoder.*)
+    prefixed = rename_legacy_keys({"student.head.x": 1, "student.backbone.y": 2, "head.z": 3},
+                                  "student.")
+    assert prefixed == {"student.decoder.x": 1, "student.backbone.y": 2, "head.z": 3}
 
 
 # --- student.pretrained=<file>: timm or mmcv ResNet-V1c names (official resnet101_v1c file) -----

@@ -13,7 +13,8 @@ from open_clip.transformer import QuickGELU
 from torch import nn
 
 from src.models.clip_loading import resolve_clip
-from src.models.teacher import MaskCLIPTeacher, _check_tower
+from src.models.dense_clip import check_tower
+from src.models.teacher import MaskCLIPTeacher
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -150,7 +151,7 @@ def test_vit_keys_are_last_block_keys_after_out_proj(tiny_vit):
     """The official quirk (§1): key smoothing uses out_proj(k) of the last block."""
     visual = tiny_vit.clip.visual
     images = torch.randn(1, 3, 32, 40)
-    tokens, _ = tiny_vit._vit_tokens_before_last_block(images)
+    (tokens,), _ = tiny_vit.features.tokens_entering(images, [-1])
     last = visual.transformer.resblocks[-1]
     width = tokens.shape[-1]
     y = ref_layer_norm(tokens, last.ln_1)
@@ -163,10 +164,10 @@ def test_value_path_is_local(tiny_vit):
     """Changing one token's input to the last block changes only that token's output."""
     randomize_(tiny_vit.clip.visual)
     x = torch.randn(1, 1 + 20, 48)
-    base = tiny_vit._vit_value_path(x)
+    base = tiny_vit.features.value_path(x)
     perturbed_x = x.clone()
     perturbed_x[:, 7] += torch.randn(48)
-    out = tiny_vit._vit_value_path(perturbed_x)
+    out = tiny_vit.features.value_path(perturbed_x)
     changed = (out - base).abs().amax(dim=-1)[0] > 1e-6
     assert changed.nonzero().flatten().tolist() == [7]
 
@@ -215,7 +216,7 @@ def test_unsupported_towers_get_clear_error():
     with pytest.raises(ValueError, match="average-pool.*Supported: open_clip VisionTransformer"):
         MaskCLIPTeacher("tiny-vit-avgpool", None, cache_dir=None)
     with pytest.raises(ValueError, match="ModifiedResNet"):
-        _check_tower(nn.Identity())
+        check_tower(nn.Identity())
 
 
 # ---------------------------------------------------------------- weights and activation
@@ -319,12 +320,12 @@ def test_compiled_dense_pass_matches_eager_and_still_pickles(tiny_vit):
     tiny_vit.compile_dense = True
     try:
         feats, keys = tiny_vit.dense_features_and_keys(x)
-        assert tiny_vit._compiled_dense is not None
+        assert tiny_vit.features._compiled_dense is not None
         twin = copy.deepcopy(tiny_vit)
-        assert twin._compiled_dense is None
+        assert twin.features._compiled_dense is None
         twin_feats = twin.dense_features(x)
     finally:
-        tiny_vit.compile_dense, tiny_vit._compiled_dense = False, None
+        tiny_vit.compile_dense, tiny_vit.features._compiled_dense = False, None
         torch._dynamo.reset()
     torch.testing.assert_close(feats, eager_feats, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(keys, eager_keys, atol=1e-5, rtol=1e-4)
@@ -336,15 +337,19 @@ def test_resized_positions_are_cached_until_the_weights_change(tiny_vit):
     (load_state_dict copies in place) is seen at once."""
     x = torch.randn(1, 3, 64, 96)  # not the native grid: the embedding is resized
     first = tiny_vit.dense_features(x)
-    assert len(tiny_vit._position_cache) == 1
+    assert len(tiny_vit.features._position_cache) == 1
     torch.testing.assert_close(tiny_vit.dense_features(x), first)
-    assert len(tiny_vit._position_cache) == 1  # reused, not recomputed
+    assert len(tiny_vit.features._position_cache) == 1  # reused, not recomputed
 
-    state = {k: v.clone() for k, v in tiny_vit.state_dict().items()}
+    # A state dict in the layout written before the teacher was split (``clip.*``, not
+    # ``features.clip.*``) still loads.
+    state = {k.removeprefix("features."): v.clone() for k, v in tiny_vit.state_dict().items()}
     state["clip.visual.positional_embedding"].mul_(3.0)
     tiny_vit.load_state_dict(state)
+    torch.testing.assert_close(tiny_vit.clip.visual.positional_embedding,
+                               state["clip.visual.positional_embedding"])
     changed = tiny_vit.dense_features(x)
-    tiny_vit._position_cache.clear()
+    tiny_vit.features._position_cache.clear()
     torch.testing.assert_close(changed, tiny_vit.dense_features(x))  # same as a fresh resize
     assert not torch.allclose(changed, first)
 

@@ -11,10 +11,14 @@ from hydra.core.global_hydra import GlobalHydra
 
 from src.models.maskclip_plus_module import MaskCLIPPlusLitModule, poly_lr_factor
 from src.utils.config import CONFIG_DIR
+from tests.test_eval import (check_reported_iou, entry_point, ground_truth_classes, nanmean,
+                             read_per_class_csv)
 
-TRAIN_EXPERIMENTS = sorted(
-    p for p in Path(CONFIG_DIR, "experiment").glob("*.yaml")
-    if "python -m src.train" in p.read_text().splitlines()[1])
+# Training experiments are those that select a MaskCLIP+ student (the `student` config group,
+# which only conf/train.yaml composes); tests/test_eval.py checks that each of them composes
+# under train.yaml and not under eval.yaml.
+TRAIN_EXPERIMENTS = [p for p in sorted(Path(CONFIG_DIR, "experiment").glob("*.yaml"))
+                     if entry_point(p) == "src.train"]
 
 COMMON = ["teacher=tiny", "student=tiny", "logger=csv", "trainer.accelerator=cpu",
           "trainer.enable_progress_bar=false", "global_batch_size=2", "data.num_workers=0"]
@@ -62,8 +66,63 @@ def test_train_experiment_runs_through_src_train(experiment, tmp_path, data_dir)
     assert "student.class_embeddings" in ckpt["state_dict"]
     panels = list(tmp_path.rglob("overlays/val_panel_*.png"))
     assert panels, "validation panels (image | GT | teacher | student) were not logged"
-    if cfg.test_after_fit:
-        assert list(tmp_path.rglob("per_class_iou.csv")), "per-class IoU table missing"
+    import json
+
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written == pytest.approx(metrics, nan_ok=True)
+    if not cfg.test_after_fit:
+        return
+    # The reported test metrics are those of the per-class table the run wrote ...
+    rows = read_per_class_csv(tmp_path)
+    summary = {key: metrics[f"test/{key}"] for key in ("mIoU", "mIoU_seen", "mIoU_unseen", "hIoU")
+               if f"test/{key}" in metrics}
+    names = [row["class"] for row in rows]
+    check_reported_iou(summary, {row["class"]: float(row["iou"]) for row in rows}, names,
+                       ground_truth_classes(cfg), rows)
+    # ... and of the weights it saved: last.ckpt's student, run over the test split here.
+    iou = checkpoint_test_iou(cfg, tmp_path / "checkpoints" / "last.ckpt")
+    assert len(iou) == len(names)
+    for row, want in zip(rows, iou):
+        assert float(row["iou"]) == pytest.approx(want, abs=1e-4, nan_ok=True), row["class"]
+    assert metrics["test/mIoU"] == pytest.approx(nanmean(iou), abs=1e-4)
+
+
+def checkpoint_test_iou(cfg, ckpt: Path) -> list[float]:
+    """Per-class IoU (%) of a saved student on the configured test split, recomputed here: its
+    logits resized to the ground truth as ``cfg.test_resize`` says (two_step: to the network
+    input first), arg-maxed, and counted in a numpy confusion matrix (255 ignored)."""
+    import numpy as np
+    import torch.nn.functional as F
+    from hydra.utils import instantiate
+
+    from src.models.maskclip_plus_module import load_student
+
+    student = load_student(str(ckpt)).eval()  # forward: B×3×h×w → B×C×h'×w' logits
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    hparams = saved["hyper_parameters"]
+    datamodule = instantiate(cfg.data, _convert_="all")
+    # the input statistics it was trained with, as the checkpoint records them
+    datamodule.set_normalization(hparams["image_mean"], hparams["image_std"], binding=True)
+    datamodule.setup("test")
+    num = len(saved["maskclip_plus"]["vocabulary"]["names"])
+    confmat = np.zeros((num, num), dtype=np.int64)
+    with torch.no_grad():
+        for index in range(len(datamodule.test_set)):
+            sample = datamodule.test_set[index]
+            image = sample["image"][None]
+            mask = np.asarray(sample["mask"]).astype(np.int64)
+            logits = student(image)
+            if cfg.test_resize == "two_step":
+                logits = F.interpolate(logits, size=image.shape[-2:], mode="bilinear",
+                                       align_corners=False)
+            logits = F.interpolate(logits, size=mask.shape, mode="bilinear", align_corners=False)
+            pred = logits[0].argmax(0).numpy()
+            valid = mask != 255
+            confmat += np.bincount(mask[valid] * num + pred[valid],
+                                   minlength=num * num).reshape(num, num)
+    true_pos = np.diag(confmat).astype(float)
+    union = confmat.sum(0) + confmat.sum(1) - true_pos
+    return [100 * tp / u if u > 0 else float("nan") for tp, u in zip(true_pos, union)]
 
 
 def _module(tmp_path, **kwargs) -> MaskCLIPPlusLitModule:
@@ -80,6 +139,7 @@ def _module(tmp_path, **kwargs) -> MaskCLIPPlusLitModule:
 def test_teacher_is_frozen_and_outside_optimizer_and_checkpoint(tmp_path):
     module = _module(tmp_path)
     teacher_params = {id(p) for p in module.teacher.parameters()}
+    assert teacher_params
     assert not teacher_params & {id(p) for p in module.parameters()}
     optimizer = module.configure_optimizers()["optimizer"]
     assert not teacher_params & {id(p) for g in optimizer.param_groups for p in g["params"]}
@@ -87,6 +147,16 @@ def test_teacher_is_frozen_and_outside_optimizer_and_checkpoint(tmp_path):
     module.train()
     assert not module.teacher.training and not any(p.requires_grad
                                                    for p in module.teacher.parameters())
+    # it moves with the module (Lightning places the module with .to(device); dtypes alike)
+    module.to(torch.float64)
+    assert {p.dtype for p in module.teacher.parameters()} == {torch.float64}
+    module.to(torch.float32)
+    assert {p.dtype for p in module.teacher.parameters()} == {torch.float32}
+    # a checkpoint without teacher weights loads strictly; one that has them loads too
+    state = module.state_dict()
+    module.load_state_dict(state)
+    with_teacher = {**state, **{f"teacher.{k}": v for k, v in module.teacher.state_dict().items()}}
+    assert not module.load_state_dict(with_teacher).unexpected_keys
 
 
 def test_phase_switch_at_configured_step(tmp_path):
@@ -128,18 +198,86 @@ def test_poly_lr():
         ((0.01 - 1e-4) * 0.5 ** 0.9 + 1e-4) / 0.01)
 
 
-def test_rounds_mode_trains_and_checkpoints_the_labeller(tmp_path):
+#: What src.train's checkpoints held before the student's decoder and the self-training snapshot
+#: got their names (recorded from a run of the code at bb47962): student.head.* and labeller.*
+#: weights, these student_cfg and hyper_parameters keys, and maskclip_plus.labeller_round.
+OLD_STUDENT_CFG_KEYS = {"_target_", "_partial_", "backbone", "backbone_kwargs", "head",
+                        "pretrained", "allow_random_init", "output_stride", "head_dilations",
+                        "head_init", "channels_last"}
+OLD_HPARAMS_KEYS = {"templates", "setting", "unseen", "background_index", "max_steps",
+                    "guided_steps", "self_training", "lr", "momentum", "weight_decay", "min_lr",
+                    "power", "num_overlays", "report_unseen", "student_cfg", "image_mean",
+                    "image_std", "loss_average", "test_resize"}
+OLD_EXTRA_KEYS = {"labeller_round", "vocabulary", "teacher"}
+_OLD_STATE_PREFIXES = {"student.decoder.": "student.head.", "snapshot.decoder.": "labeller.head.",
+                       "snapshot.": "labeller."}
+_OLD_CFG_KEYS = {"decoder": "head", "decoder_init": "head_init",
+                 "decoder_dilations": "head_dilations"}
+
+
+def old_layout_checkpoint(ckpt: dict) -> dict:
+    """A checkpoint of today's src.train rewritten in the layout the code before the renames
+    wrote (``OLD_*``): what a run trained before them leaves behind."""
+    state = {}
+    for key, value in ckpt["state_dict"].items():
+        for new, old in _OLD_STATE_PREFIXES.items():
+            if key.startswith(new):
+                key = old + key[len(new):]
+                break
+        state[key] = value
+    hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if k in OLD_HPARAMS_KEYS}
+    hparams["student_cfg"] = {_OLD_CFG_KEYS.get(k, k): v
+                              for k, v in ckpt["hyper_parameters"]["student_cfg"].items()}
+    extra = dict(ckpt["maskclip_plus"])
+    extra["labeller_round"] = extra.pop("snapshot_round")
+    old = {**ckpt, "state_dict": state, "hyper_parameters": hparams, "maskclip_plus": extra}
+    assert set(hparams) == OLD_HPARAMS_KEYS and set(hparams["student_cfg"]) == OLD_STUDENT_CFG_KEYS
+    assert set(extra) == OLD_EXTRA_KEYS
+    assert not any(k.startswith(("student.decoder.", "snapshot.")) for k in state)
+    return old
+
+
+def test_rounds_mode_checkpoints_the_frozen_snapshot_and_an_old_checkpoint_resumes(tmp_path):
+    """self_training.mode=rounds: the snapshot labelling each round is frozen (out of the
+    optimizer, eval mode) and saved, so a resumed run continues the round with it; a checkpoint
+    written before the renames (student.head.*, labeller.*, labeller_round) resumes the same."""
     from src.train import train
 
-    cfg = compose_train(["experiment=world_zs", *FAST, "max_steps=6", "val_every=6",
-                         "checkpoint_every=6", "guided_fraction=0.34",
-                         "self_training.mode=rounds", "self_training.rounds=2",
-                         f"paths.output_dir={tmp_path}", "test_after_fit=false"])
-    train(cfg)
-    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu",
-                      weights_only=False)
-    assert any(k.startswith("labeller.") for k in ckpt["state_dict"])
-    assert ckpt["maskclip_plus"]["labeller_round"] == 2
+    common = ["experiment=world_zs", *FAST, "max_steps=6", "val_every=6", "checkpoint_every=3",
+              "guided_fraction=0.34", "self_training.mode=rounds", "self_training.rounds=2",
+              "trainer.log_every_n_steps=1", "test_after_fit=false"]
+    full = tmp_path / "full"
+    train(compose_train([*common, f"paths.output_dir={full}"]))
+    ckpt = torch.load(full / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert any(k.startswith("snapshot.decoder.") for k in ckpt["state_dict"])
+    assert not any(k.startswith(("teacher", "labeller")) for k in ckpt["state_dict"])
+    assert ckpt["maskclip_plus"]["snapshot_round"] == 2
+    student_params = {k[len("student."):] for k in ckpt["state_dict"] if k.startswith("student.")}
+    assert {k[len("snapshot."):] for k in ckpt["state_dict"]
+            if k.startswith("snapshot.")} == student_params
+    # the optimizer holds the student's parameters only (not the snapshot's, not the teacher's)
+    student_tensors = sum(1 for k, v in ckpt["state_dict"].items()
+                          if k.startswith("student.") and "running_" not in k
+                          and "num_batches" not in k and "class_embeddings" not in k)
+    assert len(ckpt["optimizer_states"][0]["param_groups"][0]["params"]) == student_tensors
+
+    # Round 1 (steps 2-3) is labelled by the snapshot taken at step 2: the step-3 checkpoint
+    # holds it, and resuming from it must give the uninterrupted run's losses.
+    mid = torch.load(full / "checkpoints" / "step000003.ckpt", map_location="cpu",
+                     weights_only=False)
+    assert mid["maskclip_plus"]["snapshot_round"] == 1
+    old = tmp_path / "old_layout.ckpt"
+    torch.save(old_layout_checkpoint(mid), old)
+    resumed = tmp_path / "resumed"
+    train(compose_train([*common, f"paths.output_dir={resumed}", f"ckpt_path={old}"]))
+    expected, got = _losses(full), _losses(resumed)
+    assert sorted(got) == [3, 4, 5]
+    for step in got:
+        assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-6), step
+    again = torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu",
+                       weights_only=False)
+    assert again["maskclip_plus"]["snapshot_round"] == 2  # written in today's layout
+    assert any(k.startswith("student.decoder.") for k in again["state_dict"])
 
 
 def _losses(output_dir: Path) -> dict[int, float]:
@@ -227,6 +365,23 @@ def test_student_checkpoint_alone_evaluates_with_src_eval(tmp_path):
     results = evaluate(cfg)
     assert results["summary"]["mIoU"] == pytest.approx(metrics["test/mIoU"], abs=1e-4)
     assert set(results["summary"]) == {"mIoU", "mIoU_seen", "mIoU_unseen", "hIoU"}
+
+
+def test_old_student_command_line_keys_still_compose_and_warn(tmp_path):
+    """`student.head=deeplabv3plus` (the key before the rename) composes, builds that decoder
+    with a warning naming student.decoder, and the checkpoint config records the new key."""
+    from src.models.student import DeepLabV3PlusDecoder
+    from src.train import build_module
+
+    cfg = compose_train(["experiment=world_zs", *FAST, f"paths.output_dir={tmp_path}",
+                         "student.head=deeplabv3plus", "student.head_init=kaiming"])
+    warning = r"student\.head is deprecated: use student\.decoder"
+    with pytest.warns(FutureWarning, match=warning):
+        module = build_module(cfg)
+    assert isinstance(module.student.decoder, DeepLabV3PlusDecoder)
+    saved = module.hparams["student_cfg"]
+    assert (saved["decoder"], saved["decoder_init"]) == ("deeplabv3plus", "kaiming")
+    assert not {"head", "head_init", "head_dilations"} & set(saved)
 
 
 def test_loading_a_foreign_checkpoint_fails_clearly(tmp_path):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,3 +115,20 @@ def test_world_dataset_through_the_datamodule():
     assert batch["image"][0].shape == (3, 96, 96)
     expected = torch.from_numpy(generate_scene(2, 0).mask).long()
     assert torch.equal(batch["mask"][0], expected)
+
+
+def test_world_is_registered_without_importing_it():
+    # The registry lists the world itself; building it must not rely on some module having
+    # imported src.data.world first. A fresh interpreter, since this one has imported it.
+    code = (
+        "import sys\n"
+        "from src.data.datasets import DATASETS\n"
+        "assert 'world' in DATASETS and 'src.data.world' not in sys.modules\n"
+        "cls = DATASETS.resolve('world')\n"
+        "assert (cls.__module__, cls.__name__) == ('src.data.world', 'WorldDataset')\n"
+        "assert len(cls(split='test', num_images=2)) == 2\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr

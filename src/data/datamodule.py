@@ -20,7 +20,6 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-import src.data.world  # noqa: F401  (registers the offline world in DATASETS)
 from src.data.datasets import DATASETS, SegmentationDataset
 from src.data.sampling import StepSampler, StepSeededDataset
 from src.data.splits import ZERO_SHOT_UNSEEN
@@ -153,8 +152,7 @@ class SegDataModule(L.LightningDataModule):
         skip_unreadable: bool = False,
     ) -> None:
         super().__init__()
-        if dataset not in DATASETS:
-            raise ValueError(f"Unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}.")
+        DATASETS.resolve(dataset)  # an unknown key raises a ValueError listing the known ones
         if normalize is not None and normalize not in NORMALIZATION:
             raise ValueError(
                 f"Unknown normalize={normalize!r}; choose one of {sorted(NORMALIZATION)} or null "
@@ -318,7 +316,7 @@ class SegDataModule(L.LightningDataModule):
         kwargs = dict(self.dataset_kwargs)
         if split is not None:
             kwargs["split"] = split
-        ds = DATASETS[self.dataset_name](root=self.root, transform=transform, **kwargs)
+        ds = DATASETS.resolve(self.dataset_name)(root=self.root, transform=transform, **kwargs)
         if self.num_classes is None:
             self.num_classes = ds.num_classes
         elif ds.num_classes != self.num_classes:

@@ -5,7 +5,7 @@ regions (grass, water, sand, brick, sky) fill the image. Zero to three "things" 
 and colour lie on top (ball, star, heart, kite, box, ring, cloud). Each scene is a pure function
 of ``(seed, index)``, so splits are reproducible with no files on disk.
 
-Design notes (see ``shared/reference/offline-world-prototype.md``):
+Design notes (lessons of a throw-away prototype of this world):
 - Objects span 3–7 patches of a patch-8 ViT. The prototype's 2–4-patch objects capped even a
   per-patch oracle at 0.70 mIoU.
 - There is no "background" class, because a single background prompt was the prototype's main
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from src.data.datasets import DATASETS, SegmentationDataset
+from src.data.datasets.base import SegmentationDataset
 from src.data.splits import ZERO_SHOT_UNSEEN
 
 STUFF: tuple[str, ...] = ("grass", "water", "sand", "brick", "sky")
@@ -357,5 +357,3 @@ class WorldDataset(SegmentationDataset):
     def load_mask(self, index: int) -> np.ndarray:
         return self.scene(index).mask
 
-
-DATASETS["world"] = WorldDataset

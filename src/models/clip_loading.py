@@ -387,8 +387,9 @@ def describe_maskclip_plus_checkpoint(obj: dict) -> str:
     student = hparams.get("student_cfg") or {}
     names = (extra.get("vocabulary") or {}).get("names") or []
     details = []
-    if student.get("head"):
-        details.append(f"{student['head']} head")
+    decoder = student.get("head") or student.get("decoder")  # "head": before the rename
+    if decoder:
+        details.append(f"{decoder} head")
     teacher = extra.get("teacher") or {}
     if teacher.get("model_name"):
         details.append(f"teacher {teacher['model_name']}")

@@ -5,8 +5,8 @@ names (``ln_1``, ``attn.in_proj_weight``/``in_proj_bias``, ``attn.out_proj``, ``
 ``ln_2``, ``mlp``, ``ls_2``); nothing is forked. ``x`` is B×N×W (batch first, N = 1 + h·w, CLS
 first) entering the last block; the result is B×N×W tokens, before ``ln_post`` and ``proj``.
 
-Following the peers' code (peers.md §1), the attention logits use the plain head_dim^-0.5
-scale per head, and CLS stays an ordinary key.
+Following the peers' own code (SCLIP, ClearCLIP and NACLIP each patch ``clip/model.py``), the
+attention logits use the plain head_dim^-0.5 scale per head, and CLS stays an ordinary key.
 
 - ``maskclip`` (MaskCLIP §3.2, official code): the value path, v → out_proj, keeping the
   residual and the FFN (switchable).
@@ -36,8 +36,8 @@ NACLIP_SIGMA = 5.0
 # --------------------------------------------------------------------------- building blocks
 
 
-def last_block_qkv(block: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """q, k, v of ``block`` for tokens x (B×N×W), each B×heads×N×head_dim."""
+def block_qkv(block: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """q, k, v of any ``block`` for the tokens x (B×N×W) entering it, each B×heads×N×head_dim."""
     attn = block.attn
     qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
     b, n, _ = qkv.shape
@@ -102,14 +102,14 @@ def naive_tokens(block: nn.Module, x: Tensor, grid: tuple[int, int] | None = Non
 def clearclip_tokens(block: nn.Module, x: Tensor, grid: tuple[int, int] | None = None,
                      **_: bool) -> Tensor:
     """softmax(q·qᵀ)·v → out_proj; no residual, no FFN (ClearCLIP)."""
-    q, _, v = last_block_qkv(block, x)
+    q, _, v = block_qkv(block, x)
     return project_heads(block, attention_weights(q, q), v)
 
 
 def sclip_tokens(block: nn.Module, x: Tensor, grid: tuple[int, int] | None = None,
                  **_: bool) -> Tensor:
     """(softmax(q·qᵀ) + softmax(k·kᵀ))·v → out_proj, + residual, + FFN (SCLIP's code)."""
-    q, k, v = last_block_qkv(block, x)
+    q, k, v = block_qkv(block, x)
     out = x + project_heads(block, attention_weights(q, q) + attention_weights(k, k), v)
     return feed_forward(block, out)
 
@@ -119,7 +119,7 @@ def naclip_tokens(block: nn.Module, x: Tensor, grid: tuple[int, int] | None = No
     """softmax(k·kᵀ·scale + Ω)·v → out_proj; no residual, no FFN (NACLIP)."""
     if grid is None or grid[0] * grid[1] + 1 != x.shape[1]:
         raise ValueError("naclip needs the patch grid (h, w) with N = 1 + h·w tokens")
-    _, k, v = last_block_qkv(block, x)
+    _, k, v = block_qkv(block, x)
     omega = gaussian_window(grid, sigma, x.device).to(k.dtype)
     return project_heads(block, attention_weights(k, k, omega), v)
 
@@ -140,5 +140,5 @@ def check_head(head: str) -> None:
 
 
 __all__ = ["HEADS", "HEAD_FUNCTIONS", "Head", "attention_weights", "check_head",
-           "clearclip_tokens", "feed_forward", "gaussian_window", "last_block_qkv",
+           "clearclip_tokens", "feed_forward", "gaussian_window", "block_qkv",
            "maskclip_tokens", "naclip_tokens", "naive_tokens", "project_heads", "sclip_tokens"]

@@ -11,9 +11,16 @@ Two ways to align the feature map with the image (``InferenceConfig.align``):
   stretched over H; a ResNet is not padded at all and its pooling floors the size (520 px → 16
   cells), so its ⌊H/32⌋ map is stretched over H. Sliding windows still pad (windows are
   multiples of the stride), and the padded canvas is stretched over the unpadded input.
- Sliding windows are batched through the model
-(``crop_batch_size`` crops per forward) and their scores are averaged where they overlap at
-*feature* resolution, so memory stays bounded by the feature map, not by B×Q×H×W per window.
+
+Where overlapping windows are averaged (``InferenceConfig.average``):
+
+* ``feature`` (default): at *feature* resolution, so memory stays bounded by the feature map, not
+  by B×Q×H×W per window. Windows are batched through the model (``crop_batch_size`` per forward).
+* ``pixel`` (the peers' ``slide_inference``): each crop's scores are upsampled to the crop, added
+  into a B×Q×H×W canvas over the unpadded image and divided by the per-pixel window count. Each
+  crop may be padded ``corner`` (bottom/right, as above) or ``symmetric`` to a multiple of
+  ``pad_multiple`` (ProxyCLIP pads every crop to a multiple of 56, half on each side, and crops
+  the upsampled scores back).
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from torch import Tensor
 
 ScoreFn = Callable[[Tensor], Tensor]  # N×3×h×w -> N×Q×(h/s)×(w/s)
 ALIGNMENTS = ("crop", "stretch")
+AVERAGES = ("feature", "pixel")
+PADDINGS = ("corner", "symmetric")
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,12 @@ class InferenceConfig:
         crop_batch_size: crops per forward pass; bounds memory on large images.
         align: ``crop`` (pixel-aligned, padded and cropped back) or ``stretch`` (the official
             code: the feature map resized onto the unpadded input); see the module docstring.
+        average: where overlapping windows are averaged: ``feature`` (at feature stride) or
+            ``pixel`` (each crop upsampled first, as the peers do).
+        pad: how each crop is padded before the model with ``average=pixel``: ``corner``
+            (bottom/right to the output stride) or ``symmetric`` (half on each side).
+        pad_multiple: with ``pad=symmetric``, the multiple to pad to (ProxyCLIP: 56); None
+            means the model's output stride.
     """
 
     mode: Literal["whole", "slide"] = "whole"
@@ -48,6 +63,9 @@ class InferenceConfig:
     stride: tuple[int, int] = (224, 224)
     crop_batch_size: int = 8
     align: Literal["crop", "stretch"] = "crop"
+    average: Literal["feature", "pixel"] = "feature"
+    pad: Literal["corner", "symmetric"] = "corner"
+    pad_multiple: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("whole", "slide"):
@@ -59,6 +77,18 @@ class InferenceConfig:
         object.__setattr__(self, "stride", _pair(self.stride, "stride"))
         if self.crop_batch_size < 1:
             raise ValueError("inference.crop_batch_size must be >= 1")
+        if self.average not in AVERAGES:
+            raise ValueError(f"inference.average must be one of {list(AVERAGES)} (feature: at "
+                             f"feature stride; pixel: the peers' per-pixel canvas), got "
+                             f"{self.average!r}")
+        if self.pad not in PADDINGS:
+            raise ValueError(f"inference.pad must be one of {list(PADDINGS)}, got {self.pad!r}")
+        if self.pad == "symmetric" and self.average != "pixel":
+            raise ValueError("inference.pad=symmetric pads each crop around its centre, so its "
+                             "scores no longer sit on the image's feature grid: set "
+                             "inference.average=pixel too")
+        if self.pad_multiple is not None and int(self.pad_multiple) < 1:
+            raise ValueError(f"inference.pad_multiple must be >= 1, got {self.pad_multiple}")
 
 
 def _pair(value, name: str) -> tuple[int, int]:
@@ -154,6 +184,66 @@ def upsample_scores(scores: Tensor, size: tuple[int, int], output_stride: int,
     padded = (scores.shape[-2] * output_stride, scores.shape[-1] * output_stride)
     up = F.interpolate(scores, size=padded, mode="bilinear", align_corners=False)
     return up[..., : size[0], : size[1]]
+
+
+def pad_symmetric(images: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
+    """Zero-pad B×3×H×W to multiples of ``multiple``, half on each side (the rest right/bottom).
+
+    Returns:
+        (padded images, (top, left) offset of the original inside them).
+    """
+    pad_h, pad_w = (-images.shape[-2]) % multiple, (-images.shape[-1]) % multiple
+    top, left = pad_h // 2, pad_w // 2
+    if pad_h or pad_w:
+        images = F.pad(images, (left, pad_w - left, top, pad_h - top))
+    return images, (top, left)
+
+
+def crop_pixel_scores(score_fn: ScoreFn, crops: Tensor, output_stride: int,
+                      config: InferenceConfig) -> Tensor:
+    """Scores of each crop upsampled onto the crop's own pixels: N×Q×h×w.
+
+    ``symmetric``: pad around the centre to ``pad_multiple``, score, upsample to the padded size
+    and cut the crop back out. ``corner``: as whole-image inference with ``config.align``.
+    """
+    size = tuple(crops.shape[-2:])
+    if config.pad == "symmetric":
+        padded, (top, left) = pad_symmetric(crops, int(config.pad_multiple or output_stride))
+        scores = F.interpolate(score_fn(padded), size=tuple(padded.shape[-2:]),
+                               mode="bilinear", align_corners=False)
+        return scores[..., top:top + size[0], left:left + size[1]]
+    return upsample_scores(whole_scores(score_fn, crops, output_stride, config.align), size,
+                           output_stride, config.align)
+
+
+def pixel_scores(score_fn: ScoreFn, images: Tensor, output_stride: int,
+                 config: InferenceConfig) -> Tensor:
+    """Window scores averaged per pixel over the unpadded image: B×Q×H×W (stride 1).
+
+    Whole-image mode is one window. Windows follow mmseg's ``slide_inference`` placement over
+    the unpadded image (a window never exceeds it), as the peers' code does.
+    """
+    b, _, height, width = images.shape
+    if config.mode == "slide":
+        crop_h, crop_w = min(config.crop_size[0], height), min(config.crop_size[1], width)
+        windows = [(y, x) for y in window_starts(height, crop_h, config.stride[0])
+                   for x in window_starts(width, crop_w, config.stride[1])]
+    else:
+        crop_h, crop_w, windows = height, width, [(0, 0)]
+    count = images.new_zeros(1, 1, height, width)
+    for y, x in windows:
+        count[..., y:y + crop_h, x:x + crop_w] += 1
+    canvas: Tensor | None = None
+    jobs = [(i, y, x) for i in range(b) for (y, x) in windows]
+    for start in range(0, len(jobs), config.crop_batch_size):
+        chunk = jobs[start:start + config.crop_batch_size]
+        crops = torch.stack([images[i, :, y:y + crop_h, x:x + crop_w] for i, y, x in chunk])
+        scores = crop_pixel_scores(score_fn, crops, output_stride, config)
+        if canvas is None:
+            canvas = scores.new_zeros(b, scores.shape[1], height, width)
+        for (i, y, x), crop_scores in zip(chunk, scores):
+            canvas[i, :, y:y + crop_h, x:x + crop_w] += crop_scores
+    return canvas / count.to(canvas.dtype)
 
 
 ProbFn = Callable[[Tensor], Tensor]  # B×Q×h×w scores -> B×C×h×w class probabilities

@@ -1,11 +1,13 @@
 """DenseLabeller: a teacher or a trained student → per-pixel labels for any image, any size.
 
-This is the one code path under ``src.predict``, ``src.label`` and :func:`src.predict.segment`.
-Scores are computed at feature stride (whole image or sliding window, crops batched) and only
-then resampled to the original image in row tiles (:func:`label_tiles`), so an 8k×8k image with
-171 classes never needs its 46 GB of full-resolution logits.
+The labelling side of :mod:`src.models.pipeline` under ``src.predict``, ``src.label`` and
+:func:`src.predict.segment`: scores are computed at feature stride (whole image or sliding window,
+crops batched) and only then resampled to the original image in row tiles
+(:func:`src.models.inference.label_tiles`), so an 8k×8k image with 171 classes never needs its
+46 GB of full-resolution logits.
 
-Background (peers.md §2), for images where most pixels belong to no listed class:
+Background (as SCLIP, ClearCLIP and NACLIP label VOC-21, Context-60 and COCO-Object), for images
+where most pixels belong to no listed class:
   - ``words``: a background class 0 whose text queries are stuff words (SCLIP's 26-word line),
     max-merged like any synonyms;
   - ``threshold``: pixels whose top class probability is below it become background.
@@ -13,7 +15,6 @@ Background (peers.md §2), for images where most pixels belong to no listed clas
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,12 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from src.models.inference import (InferenceConfig, label_tiles, pad_to_multiple, slide_scores,
-                                  upsample_scores)
-from src.models.postproc import memory_budget, pamr
+from src.models.inference import InferenceConfig
+from src.models.pipeline import DenseScorer, LabellingPipeline
+from src.models.postproc import PostprocConfig
 from src.prompts.vocabulary import ClassVocabulary
 
-# SCLIP / NACLIP ``cls_voc21.txt`` line 1: stuff words that stand for "background".
+# SCLIP / NACLIP ``configs/cls_voc21.txt`` line 1: stuff words that stand for "background".
 STUFF_BACKGROUND_WORDS = (
     "sky", "wall", "tree", "wood", "grass", "road", "sea", "river", "mountain", "sands", "desk",
     "bed", "building", "cloud", "lamp", "door", "window", "wardrobe", "ceiling", "shelf",
@@ -75,11 +76,40 @@ def with_background(vocabulary: ClassVocabulary, background: BackgroundConfig) -
                            (background.queries(), *vocabulary.queries), vocabulary.source)
 
 
+class StudentScorer(nn.Module):
+    """A segmentation network (N×3×h×w → N×C×h'×w' logits) as a pipeline ``DenseScorer``.
+
+    Its logits are resized to the feature grid ``h/s × w/s`` when the network returns another
+    size, and turned into probabilities with a plain softmax (the student was trained with
+    plain cross-entropy: no temperature, no synonyms).
+    """
+
+    def __init__(self, network: nn.Module, output_stride: int) -> None:
+        super().__init__()
+        self.network = network
+        self.output_stride = int(output_stride)
+        self.postproc = PostprocConfig()
+
+    def crop_scores(self, crops: Tensor) -> Tensor:
+        logits = self.network(crops)
+        target = (crops.shape[-2] // self.output_stride, crops.shape[-1] // self.output_stride)
+        if tuple(logits.shape[-2:]) != target:
+            logits = F.interpolate(logits, size=target, mode="bilinear", align_corners=False)
+        return logits
+
+    def scores_to_probs(self, scores: Tensor, inplace: bool = False) -> Tensor:
+        return torch.softmax(scores, 1)
+
+
 class DenseLabeller(nn.Module):
     """Per-pixel labels from a frozen dense model, with bounded memory.
 
+    A thin owner of :class:`src.models.pipeline.LabellingPipeline`: the steps are the ones
+    evaluation runs, with the tiled resampling that keeps memory bounded.
+
     Args:
-        model: a ``MaskCLIPTeacher`` (vocabulary set) or a ``SegStudent``.
+        model: a ``DenseScorer`` (the ``MaskCLIPTeacher``, vocabulary set) or a segmentation
+            network such as ``SegStudent`` (wrapped in :class:`StudentScorer`).
         vocabulary: the C classes the labels index (class 0 = background when it has one).
         output_stride: the model's feature stride s.
         inference: whole image or sliding window (crops batched, averaged at feature stride).
@@ -92,70 +122,35 @@ class DenseLabeller(nn.Module):
                  background_threshold: float | None = None,
                  max_elements: int = 1 << 25) -> None:
         super().__init__()
+        if not isinstance(model, DenseScorer):
+            model = StudentScorer(model, output_stride)
         self.model = model.eval().requires_grad_(False)
         self.vocabulary = vocabulary
         self.output_stride = int(output_stride)
-        self.inference = inference or InferenceConfig()
         if background_threshold is not None and vocabulary.names[0] != BACKGROUND:
             raise ValueError("background.threshold needs a background class 0; "
                              "set background.words too (e.g. background.words=stuff)")
         self.background_threshold = background_threshold
         self.max_elements = max_elements
+        # PAMR and the area threshold come with the model (a teacher's postproc=...).
+        self.pipeline = LabellingPipeline(inference or InferenceConfig(), model.postproc)
 
     def train(self, mode: bool = True) -> "DenseLabeller":
         # Frozen: the wrapped model stays in eval mode whatever Lightning asks.
         return super().train(False)
 
-    # ------------------------------------------------------------------ model-specific parts
-    def _score_crops(self, crops: Tensor) -> Tensor:
-        """N×3×h×w → N×Q×(h/s)×(w/s) scores."""
-        if hasattr(self.model, "query_scores"):
-            return self.model.query_scores(crops)[0]
-        logits = self.model(crops)
-        target = (crops.shape[-2] // self.output_stride, crops.shape[-1] // self.output_stride)
-        if tuple(logits.shape[-2:]) != target:
-            logits = F.interpolate(logits, size=target, mode="bilinear", align_corners=False)
-        return logits
+    @property
+    def inference(self) -> InferenceConfig:
+        return self.pipeline.inference
 
     def scores_to_probs(self, scores: Tensor) -> Tensor:
         """B×Q×… scores → B×C×… probabilities (the teacher's temperature and synonym merge)."""
-        if hasattr(self.model, "scores_to_probs"):
-            return self.model.scores_to_probs(scores)
-        return torch.softmax(scores, 1)  # the student's logits were trained with plain CE
+        return self.model.scores_to_probs(scores)
 
-    # ------------------------------------------------------------------ labelling
     @torch.no_grad()
     def feature_scores(self, images: Tensor) -> Tensor:
         """B×3×H×W normalised → B×Q×⌈H/s⌉×⌈W/s⌉ scores over the padded input."""
-        if self.inference.mode == "slide":
-            return slide_scores(self._score_crops, images, self.output_stride, self.inference)
-        if self.inference.align == "stretch":  # the model pads (ViT) or floors (ResNet) itself
-            return self._score_crops(images)
-        return self._score_crops(pad_to_multiple(images, self.output_stride))
-
-    def _refined(self, images: Tensor, scores: Tensor) -> tuple[Tensor, int]:
-        """PAMR (if the teacher is configured with it) at input resolution, as in NACLIP.
-
-        Returns the scores and their stride: 1 after PAMR, the feature stride otherwise. PAMR
-        needs the B×Q×H×W input-resolution scores; if those alone exceed the memory budget it
-        is skipped with a warning (the feature-stride path below never needs them).
-        """
-        postproc = getattr(self.model, "postproc", None)
-        if postproc is None or postproc.kind != "pamr":
-            return scores, self.output_stride
-        size = tuple(images.shape[-2:])
-        need = 4 * scores.shape[0] * scores.shape[1] * size[0] * size[1]
-        if need > memory_budget(scores.device, postproc.max_memory_mb):
-            warnings.warn(f"PAMR skipped for a {size[1]}x{size[0]} input: its "
-                          f"{scores.shape[1]}-class scores alone need {need / 2**20:.0f} MB",
-                          stacklevel=3)
-            return scores, self.output_stride
-        full = upsample_scores(scores, size, self.output_stride, self.inference.align)
-        return pamr(images, full, postproc), 1
-
-    def _align(self, stride: int) -> str:
-        """After PAMR the scores are at input resolution (stride 1): nothing left to stretch."""
-        return "crop" if stride == 1 else self.inference.align
+        return self.pipeline.scores(self.model, images)[0]
 
     @torch.no_grad()
     def label(self, image: Tensor, output_size: Sequence[int] | None = None,
@@ -176,15 +171,6 @@ class DenseLabeller(nn.Module):
     def label_batch(self, images: Tensor, output_sizes: Sequence[Sequence[int] | None],
                     keep_probs: bool = False) -> list[tuple[Tensor, Tensor, Tensor | None]]:
         """Label B same-size images in one forward pass (B×3×H×W → B results)."""
-        input_size = tuple(images.shape[-2:])
-        scores, stride = self._refined(images, self.feature_scores(images))
-        results = []
-        for image_scores, size in zip(scores, output_sizes):
-            size = tuple(size) if size is not None else input_size
-            labels, confidence, probs = label_tiles(
-                image_scores, input_size, size, stride, self.scores_to_probs,
-                self.max_elements, keep_probs, self._align(stride))
-            if self.background_threshold is not None:
-                labels[confidence < self.background_threshold] = 0
-            results.append((labels, confidence, probs))
-        return results
+        return self.pipeline.label_batch(
+            self.model, images, output_sizes, keep_probs=keep_probs,
+            background_threshold=self.background_threshold, max_elements=self.max_elements)

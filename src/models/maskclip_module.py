@@ -2,14 +2,15 @@
 
 The plain ``MaskCLIPTeacher`` does the dense labelling; this module owns the evaluation loop:
 per-image inference, upsampling to the ground truth's original resolution (masks are never
-resized, as in mmseg and the peers), the IoU metric, the per-class table and the overlays.
+resized, as in mmseg and the peers), the IoU metric and the per-class table. The image | GT |
+prediction panels are logged by ``src.callbacks.panels.ValidationPanels`` (``stage=test``), which
+asks :meth:`MaskCLIPLitModule.panel_predictions` for them.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -18,11 +19,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from src.metrics.segmentation import SegmentationIoU
+from src.models.frozen import FrozenModule, FrozenSlot
 from src.models.teacher import MaskCLIPTeacher, renormalize
 from src.prompts.vocabulary import ClassVocabulary, load_vocabulary
 from src.utils.precision import gpu_autocast
 from src.utils.reporting import report_per_class
-from src.utils.visualize import image_at, log_panel, make_palette, overlay_panel
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,18 @@ class MaskCLIPLitModule(L.LightningModule):
         vocabulary: class vocabulary (shipped name, file or list).
         templates: prompt template set name or list.
         unseen: indices of unseen classes for the zero-shot summary, or None.
-        num_overlays: how many test images get an image | GT | prediction panel in the logger.
         image_mean, image_std: the data normalisation: images are converted to the teacher's
-            own (``teacher.image_mean``/``image_std``) when they differ, and shown in overlays.
+            own (``teacher.image_mean``/``image_std``) when they differ, and shown in panels.
         background_threshold: pixels whose top class probability is below it become class 0
-            (background; the protocol of VOC-21, Context-60 and COCO-Object, peers.md §2).
+            (background; SCLIP's ``prob_thd`` protocol for VOC-21, Context-60 and COCO-Object,
+            wangf3014/SCLIP configs/cfg_voc21.py).
+
+    The teacher is a frozen module (``src.models.frozen``), as in ``MaskCLIPPlusLitModule``: out
+    of ``parameters()`` and ``state_dict()``, always in eval mode, moved with the module. Its text
+    classifier (buffers, built in ``setup``) moves with it when Lightning places the module.
     """
+
+    teacher = FrozenSlot()
 
     def __init__(
         self,
@@ -48,17 +55,15 @@ class MaskCLIPLitModule(L.LightningModule):
         vocabulary: ClassVocabulary | str | Sequence[str],
         templates: str | Sequence[str] = "imagenet85",
         unseen: Sequence[int] | None = None,
-        num_overlays: int = 4,
         image_mean: Sequence[float] | None = None,
         image_std: Sequence[float] | None = None,
         background_threshold: float | None = None,
     ) -> None:
         super().__init__()
-        self.teacher = teacher
+        self.teacher = FrozenModule(teacher)
         self.vocabulary = load_vocabulary(vocabulary)
         self.templates = templates
         self.unseen = list(unseen) if unseen else None
-        self.num_overlays = num_overlays
         self.image_mean = tuple(image_mean or teacher.image_mean)
         self.image_std = tuple(image_std or teacher.image_std)
         if background_threshold is not None and self.vocabulary.names[0] != "background":
@@ -67,19 +72,11 @@ class MaskCLIPLitModule(L.LightningModule):
                              f"{self.vocabulary.names[0]!r}")
         self.background_threshold = background_threshold
         self.test_iou = SegmentationIoU(self.vocabulary.num_classes, self.unseen)
-        self.palette = make_palette(self.vocabulary.num_classes)
-        self._overlays_logged = 0
         self.results: dict[str, Any] = {}
 
     def setup(self, stage: str) -> None:
         if self.teacher.vocabulary != self.vocabulary:
             self.teacher.set_vocabulary(self.vocabulary, self.templates)
-
-    def on_test_start(self) -> None:
-        # Text classifiers are built on CPU at setup; follow the module to its device.
-        self.teacher.query_embeddings = self.teacher.query_embeddings.to(self.device)
-        self.teacher.query_to_class = self.teacher.query_to_class.to(self.device)
-        self._overlays_logged = 0
 
     def predict_probabilities(self, image: Tensor, output_size: Sequence[int]) -> Tensor:
         """Class probabilities for one image at the requested output size.
@@ -104,12 +101,21 @@ class MaskCLIPLitModule(L.LightningModule):
             pred[confidence < self.background_threshold] = 0
         return pred
 
+    # ------------------------------------------------------------------ panels
+    @property
+    def panel_normalization(self) -> tuple[Sequence[float], Sequence[float]]:
+        """(mean, std) of the test images, to show them in panels (src.callbacks.panels)."""
+        return self.image_mean, self.image_std
+
+    def panel_predictions(self, image: Tensor, size: Sequence[int]) -> dict[str, Tensor]:
+        """The panel column of one test image (src.callbacks.panels): its labels at the ground
+        truth's size ``size``, as ``test_step`` scores them."""
+        return {"prediction": self.labels(self.predict_probabilities(image, size))}
+
     def test_step(self, batch: dict[str, list], batch_idx: int) -> None:
-        for image, mask, name in zip(batch["image"], batch["mask"], batch["name"]):
+        for image, mask in zip(batch["image"], batch["mask"]):
             pred = self.labels(self.predict_probabilities(image, mask.shape[-2:]))
             self.test_iou.update(pred, mask.to(self.device))
-            if self._overlays_logged < self.num_overlays:
-                self._log_overlay(image, mask, pred, name)
 
     def on_test_epoch_end(self) -> None:
         iou = self.test_iou.iou().cpu()
@@ -124,11 +130,3 @@ class MaskCLIPLitModule(L.LightningModule):
     # ------------------------------------------------------------------ reporting
     def _write_per_class_table(self, iou: Tensor) -> None:
         report_per_class(self.trainer, self.loggers, self.vocabulary.names, iou, self.unseen)
-
-    def _log_overlay(self, image: Tensor, mask: Tensor, pred: Tensor, name: str) -> None:
-        rgb = image_at(image, mask.shape[-2:], self.image_mean, self.image_std)
-        panel = overlay_panel(rgb, mask.cpu().numpy(), pred.cpu().numpy(), self.palette)
-        self._overlays_logged += 1
-        if self.trainer.is_global_zero:
-            key = f"test/overlay/{self._overlays_logged - 1}_{Path(str(name)).stem}"
-            log_panel(self.loggers, key, panel, self.global_step, "image | GT | prediction")

@@ -1,6 +1,7 @@
 """MaskCLIPPlusLitModule: a DeepLab student trained on a frozen teacher's online pseudo-labels.
 
-MaskCLIP §4 (MaskCLIP+), official behaviour in shared reference §6:
+MaskCLIP §4 (MaskCLIP+), official behaviour in chongzhou96/MaskCLIP
+mmseg/models/decode_heads/maskclip_plus_head.py (``MaskClipPlusHead``) and configs/maskclip_plus/:
 - Annotation-free: every non-void pixel is pseudo-labelled by the teacher among all classes,
   for the whole run. Void pixels (255) stay ignored.
 - Transductive zero-shot: seen-class ground truth is kept. Unseen pixels are pseudo-labelled
@@ -8,9 +9,14 @@ MaskCLIP §4 (MaskCLIP+), official behaviour in shared reference §6:
   and by the student itself afterwards (self-training).
 - Supervised: ground truth only, e.g. for exported pseudo-label datasets.
 
-The teacher is frozen for real: it is not a registered submodule, so it is in neither
-``parameters()`` (and so the optimizer) nor the checkpoint. It is rebuilt from its spec, which
-the checkpoint stores, and it runs under ``no_grad`` in eval mode.
+The teacher is frozen for real (``src.models.frozen``): it is in neither ``parameters()`` (and
+so the optimizer and DDP) nor the checkpoint, it stays in eval mode and moves with the module. It
+is rebuilt from its spec, which the checkpoint stores, and it runs under ``no_grad``. The
+self-training snapshot (``self_training.mode=rounds``) is held the same way but saved, so that a
+resumed run labels with the same weights.
+
+A trained student alone, for evaluation and prediction, is :func:`load_student`'s
+``TrainedStudent``; :class:`StudentTestModule` runs it in ``Trainer.test``.
 """
 
 from __future__ import annotations
@@ -28,9 +34,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.metrics.segmentation import SegmentationIoU
+from src.models.frozen import FrozenModule, FrozenSlot
 from src.models.losses import LOSS_AVERAGES, segmentation_cross_entropy
 from src.models.pseudo_labels import IGNORE_INDEX, UNLABELED, assign_pseudo_labels, hide_classes
-from src.models.student import SegStudent
+from src.models.student import (SegStudent, TrainedStudent, canonical_student_config,
+                                logits_at_size, rename_legacy_keys)
 from src.models.teacher import MaskCLIPTeacher, renormalize
 from src.prompts.vocabulary import ClassVocabulary, load_vocabulary
 from src.utils.precision import gpu_autocast
@@ -53,7 +61,61 @@ def poly_lr_factor(step: int, max_steps: int, base_lr: float, min_lr: float,
     return ((base_lr - min_lr) * (1 - progress) ** power + min_lr) / base_lr
 
 
-class MaskCLIPPlusLitModule(L.LightningModule):
+class StudentEvalSteps:
+    """The validation/test steps of a student, shared by ``MaskCLIPPlusLitModule`` and
+    ``StudentTestModule``: per image, the student's logits at the ground truth's size
+    (``test_resize``) into an IoU metric; at the end of a test, the per-class table and
+    ``test_summary`` (in percent).
+
+    The LightningModule it is mixed into has ``student`` (a ``SegStudent``), ``vocabulary``,
+    ``test_resize`` and ``test_iou``.
+    """
+
+    student: SegStudent
+    vocabulary: ClassVocabulary
+    test_resize: str
+    test_iou: SegmentationIoU
+
+    def student_logits_at(self, image: Tensor, output_size: Sequence[int]) -> Tensor:
+        """1×3×h×w normalised image → 1×C×H×W student logits at the original size
+        (:func:`src.models.student.logits_at_size`)."""
+        return logits_at_size(self.student, image, output_size, self.test_resize)
+
+    def _eval_step(self, batch: dict[str, list], metric: SegmentationIoU) -> None:
+        for image, mask in zip(batch["image"], batch["mask"]):
+            logits = self.student_logits_at(image[None].to(self.device), mask.shape[-2:])
+            metric.update(logits[0].argmax(0), mask.to(self.device))
+
+    def test_step(self, batch: dict[str, list], batch_idx: int) -> None:
+        self._eval_step(batch, self.test_iou)
+
+    def _log_summary(self, stage: str, metric: SegmentationIoU) -> dict[str, float]:
+        summary = {k: 100 * v for k, v in metric.summary().items()}
+        for key, value in summary.items():
+            self.log(f"{stage}/{key}", value)
+        metric.reset()
+        return summary
+
+    def on_test_epoch_end(self) -> None:
+        from src.utils.reporting import report_per_class
+
+        report_per_class(self.trainer, self.loggers, self.vocabulary.names,
+                         self.test_iou.iou().cpu(), self.test_iou.unseen)
+        self.test_summary = self._log_summary("test", self.test_iou)
+
+
+def _renamed_snapshot_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """``load_state_dict`` pre-hook: checkpoints written before the self-training snapshot was
+    called so hold it as ``labeller.*``; they load into ``snapshot.*``."""
+    old, new = prefix + "labeller.", prefix + "snapshot."
+    if any(key.startswith(old) for key in state_dict):
+        renamed = {(new + key[len(old):] if key.startswith(old) else key): value
+                   for key, value in state_dict.items()}
+        state_dict.clear()
+        state_dict.update(renamed)
+
+
+class MaskCLIPPlusLitModule(StudentEvalSteps, L.LightningModule):
     """Teacher + student training with explicit phases and self-training rounds.
 
     Args:
@@ -70,10 +132,13 @@ class MaskCLIPPlusLitModule(L.LightningModule):
             official ``start_clip_guided=(1, T/10 - 1)`` is T/10 - 1 of them).
         self_training: ``{"mode": "online" | "rounds", "rounds": N}``.
         lr, momentum, weight_decay, min_lr, power: SGD with poly LR (official schedule).
-        num_overlays: validation images logged as image | GT | prediction panels.
+        num_overlays: kept in the hyperparameters (and so the checkpoint) only; the validation
+            panels are logged by ``src.callbacks.panels.ValidationPanels`` (``max_images``),
+            which asks :meth:`panel_predictions` for them.
         report_unseen: unseen class indices for the seen/unseen/hIoU report (any setting).
         student_cfg: the student's Hydra config, kept in the checkpoint so that it alone can
-            rebuild the student (``load_student``).
+            rebuild the student (``load_student``); saved with the current key names
+            (``decoder``, ``decoder_init``, ``decoder_dilations``: ``canonical_student_config``).
         image_mean, image_std: the input normalisation the student was trained with (saved so
             that evaluation normalises the same way).
         class_embeddings: C×D text embeddings for a student without a teacher (a checkpoint's).
@@ -83,7 +148,14 @@ class MaskCLIPPlusLitModule(L.LightningModule):
         test_resize: how the student's stride-8 logits reach the ground truth's size in
             validation and test: ``direct`` (one bilinear resize) or ``two_step`` (to the network
             input, then to the original size, as mmseg's ``whole_inference``).
+
+    Frozen modules (``src.models.frozen``): ``teacher`` (not saved) and, in
+    ``self_training.mode=rounds``, ``snapshot``, the student frozen at the end of the previous
+    round that labels the current one (saved with the checkpoint, with ``snapshot_round``).
     """
+
+    teacher = FrozenSlot()
+    snapshot = FrozenSlot()
 
     def __init__(
         self,
@@ -139,12 +211,11 @@ class MaskCLIPPlusLitModule(L.LightningModule):
             raise ValueError("self_training.mode must be 'online' or 'rounds'")
         self.optim_cfg = dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
                               min_lr=min_lr, power=power)
-        self.num_overlays = num_overlays
 
         # The teacher's vocabulary is the dataset's without the prompt-less background class.
         self._text_classes = [c for c in range(self.vocabulary.num_classes)
                               if c != background_index]
-        self.__dict__["teacher"] = teacher  # deliberately not a submodule: frozen, not saved
+        self.teacher = None if teacher is None else FrozenModule(teacher)  # frozen, not saved
         if teacher is not None:
             teacher.set_vocabulary(self._teacher_vocabulary(), templates)
             text_emb = teacher.class_embeddings.detach().cpu()
@@ -156,20 +227,19 @@ class MaskCLIPPlusLitModule(L.LightningModule):
                                            background=background_index is not None)
         if background_index not in (None, 0):
             raise ValueError("the background class must be class 0 (as in VOC-21 / Context-60)")
-        self.labeller: nn.Module | None = None  # frozen student copy in self_training=rounds
-        self.labeller_round = -1
+        self.snapshot = None  # frozen student copy in self_training=rounds
+        self.snapshot_round = -1
+        if student_cfg is not None:  # old key names (head, head_init, ...) → the current ones
+            student_cfg = canonical_student_config(student_cfg)
         self.save_hyperparameters(ignore=["teacher", "student", "vocabulary",
                                           "class_embeddings"])
+        self.register_load_state_dict_pre_hook(_renamed_snapshot_keys)
         num_classes = self.vocabulary.num_classes
         report = report_unseen if report_unseen is not None else self.unseen
         self.val_iou = SegmentationIoU(num_classes, report)
         self.test_iou = SegmentationIoU(num_classes, report)
 
     # ------------------------------------------------------------------ teacher handling
-    @property
-    def teacher(self) -> MaskCLIPTeacher | None:
-        return self.__dict__["teacher"]
-
     def _teacher_vocabulary(self) -> ClassVocabulary:
         v = self.vocabulary
         keep = self._text_classes
@@ -177,12 +247,10 @@ class MaskCLIPPlusLitModule(L.LightningModule):
                                v.source)
 
     def _place_teacher(self) -> None:
+        """Put the teacher on this module's device. Lightning's device placement already moves
+        it with the module (a frozen module follows ``.to``); this is for callers outside it."""
         if self.teacher is not None:
             self.teacher.to(self.device)
-            self.teacher.eval()
-
-    def on_fit_start(self) -> None:
-        self._place_teacher()
 
     # ------------------------------------------------------------------ phases
     def phase_at(self, step: int) -> str:
@@ -203,12 +271,12 @@ class MaskCLIPPlusLitModule(L.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         step = self.global_step
         round_ = self.round_at(step)
-        if self.self_training_mode == "rounds" and round_ >= 1 and round_ != self.labeller_round:
-            # The labeller of round r is the student frozen at the end of round r-1.
-            self.labeller = copy.deepcopy(self.student).eval().requires_grad_(False)
-            self.labeller_round = round_
-            log.info("step %d: self-training round %d starts; labeller = student snapshot",
-                     step, round_)
+        if self.self_training_mode == "rounds" and round_ >= 1 and round_ != self.snapshot_round:
+            # Round r is labelled by the student frozen at the end of round r-1.
+            self.snapshot = FrozenModule(copy.deepcopy(self.student), persistent=True)
+            self.snapshot_round = round_
+            log.info("step %d: self-training round %d starts; pseudo-labels from a frozen "
+                     "snapshot of the student", step, round_)
 
     # ------------------------------------------------------------------ targets
     def _candidates(self) -> Tensor:
@@ -237,7 +305,7 @@ class MaskCLIPPlusLitModule(L.LightningModule):
 
     @property
     def suppressed_classes(self) -> list[int] | None:
-        """The classes whose pixels the labeller supplies, as the official
+        """The classes whose pixels get pseudo-labels, as the official
         ``LoadAnnotations(suppress_labels=...)`` lists them: every class annotation-free, the
         unseen ones in zero-shot, none on ground truth (the crop rule needs them)."""
         if self.setting == "annofree":
@@ -259,7 +327,7 @@ class MaskCLIPPlusLitModule(L.LightningModule):
                 scores = self.teacher_scores(images)
             elif self.self_training_mode == "rounds":
                 with torch.no_grad():
-                    scores = self.labeller(images)
+                    scores = self.snapshot(images)
             else:  # online: the current student labels itself (official behaviour)
                 scores = student_logits.detach()
             target = assign_pseudo_labels(target, scores, self._candidates())
@@ -331,73 +399,32 @@ class MaskCLIPPlusLitModule(L.LightningModule):
             f"{self.round_at(step)}, during {where}): {what}. Stopped so that no checkpoint "
             f"with non-finite weights is written. Try: {'; '.join(hints)}.")
 
-    def student_logits_at(self, image: Tensor, output_size: Sequence[int]) -> Tensor:
-        """1×3×h×w normalised image → 1×C×H×W student logits at the original size.
-
-        ``two_step`` resizes to the network input h×w first, then to H×W (mmseg's
-        ``encode_decode`` + ``whole_inference``); ``direct`` resizes once.
-        """
-        logits = self.student(image)
-        if self.test_resize == "two_step":
-            logits = F.interpolate(logits, size=image.shape[-2:], mode="bilinear",
-                                   align_corners=False)
-        return F.interpolate(logits, size=tuple(output_size), mode="bilinear",
-                             align_corners=False)
-
-    def _eval_step(self, batch: dict[str, list], metric: SegmentationIoU) -> None:
-        for image, mask in zip(batch["image"], batch["mask"]):
-            logits = self.student_logits_at(image[None].to(self.device), mask.shape[-2:])
-            metric.update(logits[0].argmax(0), mask.to(self.device))
-
     def validation_step(self, batch: dict[str, list], batch_idx: int) -> None:
         self._eval_step(batch, self.val_iou)
-        if batch_idx == 0 and self.num_overlays and self.trainer.is_global_zero:
-            self._log_panels(batch)
+
+    # ------------------------------------------------------------------ panels
+    @property
+    def panel_normalization(self) -> tuple[Sequence[float], Sequence[float]]:
+        """(mean, std) of the validation images, to show them in panels (src.callbacks.panels)."""
+        return (self.hparams.get("image_mean") or (0.0, 0.0, 0.0),
+                self.hparams.get("image_std") or (1.0, 1.0, 1.0))
 
     @torch.no_grad()
-    def _log_panels(self, batch: dict[str, list]) -> None:
-        """Image | ground truth | teacher | student for the first validation images."""
-        from src.utils.visualize import image_at, log_panel, make_palette, overlay_panel
-
-        mean = self.hparams.get("image_mean") or (0.0, 0.0, 0.0)
-        std = self.hparams.get("image_std") or (1.0, 1.0, 1.0)
-        palette = make_palette(self.vocabulary.num_classes)
-        for k, (image, mask) in enumerate(zip(batch["image"][:self.num_overlays],
-                                              batch["mask"][:self.num_overlays])):
-            image = image[None].to(self.device)
-            size = mask.shape[-2:]
-            preds = []
-            if self.teacher is not None:
-                self._place_teacher()
-                teacher = F.interpolate(self.teacher_scores(image), size=size, mode="bilinear",
-                                        align_corners=False)
-                preds.append(teacher[0].argmax(0).cpu().numpy())
-            student = self.student_logits_at(image, size)
-            preds.append(student[0].argmax(0).cpu().numpy())
-            panel = overlay_panel(image_at(image[0], size, mean, std), mask.cpu().numpy(), preds,
-                                  palette)
-            log_panel(self.loggers, f"val/panel/{k}/step{self.global_step}", panel,
-                      self.global_step, "image | GT | teacher | student")
-
-    def test_step(self, batch: dict[str, list], batch_idx: int) -> None:
-        self._eval_step(batch, self.test_iou)
-
-    def _log_summary(self, stage: str, metric: SegmentationIoU) -> dict[str, float]:
-        summary = {k: 100 * v for k, v in metric.summary().items()}
-        for key, value in summary.items():
-            self.log(f"{stage}/{key}", value)
-        metric.reset()
-        return summary
+    def panel_predictions(self, image: Tensor, size: Sequence[int]) -> dict[str, Tensor]:
+        """The panel columns of one validation image (src.callbacks.panels): the teacher's and
+        the student's labels at the ground truth's size ``size`` (no teacher: the student's)."""
+        image = image[None].to(self.device)
+        predictions = {}
+        if self.teacher is not None:
+            self._place_teacher()
+            teacher = F.interpolate(self.teacher_scores(image), size=size, mode="bilinear",
+                                    align_corners=False)
+            predictions["teacher"] = teacher[0].argmax(0)
+        predictions["student"] = self.student_logits_at(image, size)[0].argmax(0)
+        return predictions
 
     def on_validation_epoch_end(self) -> None:
         self._log_summary("val", self.val_iou)
-
-    def on_test_epoch_end(self) -> None:
-        from src.utils.reporting import report_per_class
-
-        report_per_class(self.trainer, self.loggers, self.vocabulary.names,
-                         self.test_iou.iou().cpu(), self.test_iou.unseen)
-        self.test_summary = self._log_summary("test", self.test_iou)
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
@@ -417,7 +444,7 @@ class MaskCLIPPlusLitModule(L.LightningModule):
             self._diverged(f"{len(bad)} student weight tensors became non-finite (e.g. {bad[0]}) "
                            "and the checkpoint about to be written would hold them")
         checkpoint["maskclip_plus"] = {
-            "labeller_round": self.labeller_round,
+            "snapshot_round": self.snapshot_round,
             "vocabulary": {"names": list(self.vocabulary.names),
                            "queries": [list(q) for q in self.vocabulary.queries]},
             "teacher": None if self.teacher is None else {
@@ -434,10 +461,11 @@ class MaskCLIPPlusLitModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("maskclip_plus", {})
-        self.labeller_round = state.get("labeller_round", -1)
-        if any(k.startswith("labeller.") for k in checkpoint["state_dict"]):
+        # Checkpoints written before the rename call the round labeller_round.
+        self.snapshot_round = state.get("snapshot_round", state.get("labeller_round", -1))
+        if any(k.startswith(("snapshot.", "labeller.")) for k in checkpoint["state_dict"]):
             # Recreate the frozen copy so its saved weights load: resume continues the round.
-            self.labeller = copy.deepcopy(self.student).eval().requires_grad_(False)
+            self.snapshot = FrozenModule(copy.deepcopy(self.student), persistent=True)
 
 
 def student_checkpoint_problem(weights, training: bool = False) -> str | None:
@@ -501,13 +529,17 @@ def read_student_checkpoint(ckpt_path: str | Path, *, key: str = "ckpt_path",
     return weights.obj
 
 
-def load_student(ckpt_path: str, report_unseen: Sequence[int] | None = None
-                 ) -> MaskCLIPPlusLitModule:
-    """Rebuild a trained student from its checkpoint alone (no teacher, no training config).
+def load_student(ckpt_path: str | Path) -> TrainedStudent:
+    """Rebuild a trained student from its checkpoint alone (no teacher, no training config,
+    no training module).
+
+    Checkpoints of any version of src.train load: before the student's decoder was called so,
+    its config keys were ``head``/``head_init``/``head_dilations`` and its weights ``head.*``.
 
     Returns:
-        A ``MaskCLIPPlusLitModule`` in the supervised setting holding the trained student, ready
-        for ``Trainer.test``/``predict``.
+        A ``TrainedStudent`` (eval mode): the ``SegStudent`` as ``.model``, its vocabulary, the
+        input normalisation it was trained with, its teacher's spec and its run's
+        ``test_resize``. ``StudentTestModule`` runs it in ``Trainer.test``.
 
     Raises:
         FileNotFoundError: no such file.
@@ -521,21 +553,53 @@ def load_student(ckpt_path: str, report_unseen: Sequence[int] | None = None
     extra = checkpoint["maskclip_plus"]
     vocab = ClassVocabulary(tuple(extra["vocabulary"]["names"]),
                             tuple(tuple(q) for q in extra["vocabulary"]["queries"]), ckpt_path)
-    state = checkpoint["state_dict"]
-    module = MaskCLIPPlusLitModule(
-        teacher=None, student=instantiate(hparams["student_cfg"]), vocabulary=vocab,
-        setting="supervised", background_index=hparams.get("background_index"),
-        max_steps=hparams.get("max_steps", 1),
-        report_unseen=report_unseen if report_unseen is not None else hparams.get("unseen"),
-        student_cfg=hparams["student_cfg"], image_mean=hparams.get("image_mean"),
-        image_std=hparams.get("image_std"), class_embeddings=state["student.class_embeddings"],
-        test_resize=hparams.get("test_resize", "direct"))
-    # The teacher it was trained with (None for supervised runs): what new classes need.
-    module.teacher_spec = extra.get("teacher")
-    student_state = {k[len("student."):]: v for k, v in state.items() if k.startswith("student.")}
+    background_index = hparams.get("background_index")
+    if background_index not in (None, 0):
+        raise ValueError(f"{ckpt_path}: background_index={background_index}; the background "
+                         "class must be class 0 (as in VOC-21 / Context-60)")
+    config = hparams["student_cfg"]
+    state = rename_legacy_keys({k[len("student."):]: v for k, v in checkpoint["state_dict"].items()
+                                if k.startswith("student.")})
+    build = instantiate(canonical_student_config(config))
+    student: SegStudent = build(class_embeddings=state["class_embeddings"],
+                                background=background_index is not None)
     try:
-        module.student.load_state_dict(student_state)
+        student.load_state_dict(state)
     except RuntimeError as err:
         raise ValueError(f"{ckpt_path}: the saved weights do not fit the student architecture "
-                         f"{hparams['student_cfg'].get('backbone')} it records ({err})") from err
-    return module
+                         f"{config.get('backbone')} it records ({err})") from err
+    return TrainedStudent(
+        student, vocab, hparams.get("image_mean"), hparams.get("image_std"), config=config,
+        # The teacher it was trained with (None for supervised runs): what new classes need.
+        teacher_spec=extra.get("teacher"), templates=hparams.get("templates"),
+        unseen=hparams.get("unseen"), test_resize=hparams.get("test_resize", "direct"),
+        source=str(ckpt_path))
+
+
+class StudentTestModule(StudentEvalSteps, L.LightningModule):
+    """``Trainer.test`` of a ``TrainedStudent`` (src.eval ``ckpt_path=``): the same test steps,
+    metric and per-class table as the training module's test after fit.
+
+    Args:
+        student: what ``load_student`` returned.
+        unseen: unseen class indices for the seen/unseen/hIoU summary (default: the zero-shot
+            split the student was trained with, if any).
+        test_resize: how logits reach the ground truth's size (default: its run's).
+    """
+
+    def __init__(self, student: TrainedStudent, unseen: Sequence[int] | None = None,
+                 test_resize: TestResize | None = None) -> None:
+        super().__init__()
+        test_resize = test_resize or student.test_resize
+        if test_resize not in ("direct", "two_step"):
+            raise ValueError(f"test_resize={test_resize!r}: choose direct or two_step")
+        self.trained = student
+        self.vocabulary = student.vocabulary
+        self.test_resize = test_resize
+        self.test_iou = SegmentationIoU(student.num_classes,
+                                        unseen if unseen is not None else student.unseen)
+        self.test_summary: dict[str, float] = {}
+
+    @property
+    def student(self) -> SegStudent:
+        return self.trained.model

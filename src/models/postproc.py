@@ -1,6 +1,6 @@
-"""Post-processing of dense scores: PAMR (pixel-adaptive mask refinement).
+"""Post-processing of dense scores: PAMR (pixel-adaptive mask refinement), area threshold.
 
-PAMR (Araslanov & Roth, CVPR 2020; used by NACLIP, TCL and others, peers.md §3) repeatedly
+PAMR (Araslanov & Roth, CVPR 2020; NACLIP arXiv 2404.09826 §4 uses it) repeatedly
 replaces every pixel's class scores by an affinity-weighted average of its neighbours at a few
 dilations, where the affinity comes from local colour differences of the image. It sharpens the
 coarse patch-level scores along image edges.
@@ -37,14 +37,21 @@ class PostprocConfig:
         iterations: PAMR steps (NACLIP: 10).
         dilations: neighbourhood dilations in pixels (NACLIP: 8, 16).
         max_memory_mb: working-memory budget; None = a quarter of the free memory.
+        area_threshold: None, or the fraction of the image's foreground-predicted pixels a
+            foreground class (index ≥ 1) must exceed to keep its probabilities (SC-CLIP's
+            ``area_thd`` on VOC-21, 0.1); see :func:`small_classes`.
     """
 
     kind: str = "none"
     iterations: int = 10
     dilations: tuple[int, ...] = (8, 16)
     max_memory_mb: float | None = None
+    area_threshold: float | None = None
 
     def __post_init__(self) -> None:
+        if self.area_threshold is not None and not 0.0 <= float(self.area_threshold) < 1.0:
+            raise ValueError(f"postproc.area_threshold must be in [0, 1) (a fraction of the "
+                             f"foreground pixels), got {self.area_threshold}")
         if self.kind not in ("none", "pamr"):
             raise ValueError(f"postproc.kind must be none or pamr, got {self.kind!r}")
         object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
@@ -155,3 +162,37 @@ def pamr(image: Tensor, scores: Tensor, config: PostprocConfig) -> Tensor:
             out[..., top:bottom, left:right] = refined[..., top - y0:bottom - y0,
                                                        left - x0:right - x0]
     return out
+
+
+def kept_classes(labels: Tensor, threshold: float) -> Tensor:
+    """The classes whose probabilities survive SC-CLIP's area threshold: a long index tensor.
+
+    SC-CLIP (arXiv 2411.15869, its ``predict_labels``): count each foreground class's pixels
+    (index ≥ 1) in the argmax map; a class whose count is not greater than ``threshold`` × all
+    foreground-predicted pixels has its probabilities zeroed, and the argmax is taken again.
+    Background (class 0) is always kept; classes predicted nowhere are dropped too.
+
+    Args:
+        labels: H×W argmax labels of one image.
+    """
+    counts = torch.bincount(labels.flatten().long())
+    keep = counts > threshold * counts[1:].sum()
+    keep[0] = True
+    return keep.nonzero().flatten()
+
+
+def zero_except(probs: Tensor, keep: Tensor) -> Tensor:
+    """Set, in place, every class of B×C×… ``probs`` but the ``keep`` indices to 0."""
+    drop = torch.ones(probs.shape[1], dtype=torch.bool, device=probs.device)
+    drop[keep.to(probs.device)] = False
+    probs[:, drop] = 0
+    return probs
+
+
+def drop_small_classes(probs: Tensor, threshold: float | None) -> Tensor:
+    """Zero, per image and in place, the classes below the area threshold: B×C×H×W."""
+    if threshold is None:
+        return probs
+    for item in probs:  # per image, as the statistic is
+        zero_except(item[None], kept_classes(item.argmax(0), threshold))
+    return probs

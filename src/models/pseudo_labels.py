@@ -1,4 +1,5 @@
-"""Online pseudo-labels for MaskCLIP+ (MaskCLIP §4; official ``assign_label``, reference §6).
+"""Online pseudo-labels for MaskCLIP+ (MaskCLIP §4; official ``MaskClipPlusHead.assign_label`` in
+chongzhou96/MaskCLIP mmseg/models/decode_heads/maskclip_plus_head.py).
 
 A training target uses three codes: a class index (ground truth the setting may use), 255
 (void, ignored by the loss) and ``UNLABELED`` (a pixel whose class the labeller must supply).

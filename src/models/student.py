@@ -1,8 +1,8 @@
 """MaskCLIP+ student: a DeepLab segmenter whose classifier is CLIP's frozen text embeddings.
 
-The official student (MaskCLIP §4, official code §6) is DeepLabv2: a dilated ResNet-101-V1c
-(deep stem) at output stride 8 with an ASPP of four 3×3 convs (dilations 6/12/18/24) whose outputs
-are summed. DeepLabv3+ is used for zero-shot PASCAL Context. The ASPP's output width is the CLIP
+The official student (MaskCLIP §4; official configs/_base_/models/maskclip_plus_r50.py) is
+DeepLabv2: a dilated ResNet-101-V1c (deep stem) at output stride 8 with an ASPP of four 3×3
+convs (dilations 6/12/18/24) whose outputs are summed. DeepLabv3+ is used for zero-shot PASCAL Context. The ASPP's output width is the CLIP
 text width D, and the classifier is the 1×1 map ``logits = feat · Tᵀ``. The features are not
 normalised, there is no bias and no temperature. Datasets with a background class prepend a
 learnable background embedding, because "background" has no good text prompt.
@@ -12,23 +12,76 @@ match mmseg's ResNet-V1c deep stem. The official config initialises the backbone
 ``pretrained='open-mmlab://resnet101_v1c'`` (resnet101_v1c-e67eebb6.pth, mmcv's ResNetV1c key
 names); ``student.pretrained=<that file>`` works, see :func:`mmcv_resnet_to_timm`. The official
 decoder is built of mmcv ``ConvModule``s, which initialise themselves Kaiming-normal (fan_out);
-``student.head_init=kaiming`` reproduces that, see :func:`init_like_mmcv_convmodule`.
+``student.decoder_init=kaiming`` reproduces that, see :func:`init_like_mmcv_convmodule`.
+
+Names: the part between backbone and classifier is the *decoder* (``SegStudent.decoder``, config
+keys ``student.decoder``, ``decoder_init``, ``decoder_dilations``); "head" is the teacher's
+last-block variant (``teacher.head``). The student's older spellings (``head``, ``head_init``,
+``head_dilations``, state-dict keys ``head.*``) are still read, see :data:`RENAMED_CONFIG_KEYS`.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import timm
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-HeadName = Literal["deeplabv2", "deeplabv3plus"]
-HeadInit = Literal["torch", "kaiming"]
-HEAD_INITS = ("torch", "kaiming")
+DecoderName = Literal["deeplabv2", "deeplabv3plus"]
+DecoderInit = Literal["torch", "kaiming"]
+DECODER_INITS = ("torch", "kaiming")
 ResNetNaming = Literal["timm", "mmcv ResNet-V1c", "unknown"]
+
+#: The student's config keys before the decoder was called so (old → new). Old keys are still
+#: accepted, with a deprecation warning from ``SegStudent`` that names the new key.
+RENAMED_CONFIG_KEYS = {"head": "decoder", "head_init": "decoder_init",
+                       "head_dilations": "decoder_dilations"}
+#: The student's state-dict key prefixes before the rename (old → new); loading maps them.
+RENAMED_STATE_PREFIXES = {"head.": "decoder."}
+
+V = TypeVar("V")
+
+
+def canonical_student_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """A student config (``student_cfg``) with the current key names.
+
+    An old key that is set replaces its new key (it was given on purpose: an old command line
+    such as ``student.head=deeplabv3plus`` or an old checkpoint's config); an old key that is
+    null (the placeholders the student configs keep for old command lines) is dropped.
+    """
+    out = dict(cfg)
+    for old, new in RENAMED_CONFIG_KEYS.items():
+        if old in out:
+            value = out.pop(old)
+            if value is not None:
+                out[new] = value
+    return out
+
+
+def rename_legacy_keys(state: Mapping[str, V], prefix: str = "") -> dict[str, V]:
+    """``state`` with the student's old key names (``{prefix}head.*``) renamed to the current
+    ones (``{prefix}decoder.*``); other keys are kept as they are, in order."""
+    out = {}
+    for key, value in state.items():
+        for old, new in RENAMED_STATE_PREFIXES.items():
+            if key.startswith(prefix + old):
+                key = prefix + new + key[len(prefix + old):]
+                break
+        out[key] = value
+    return out
+
+
+def _rename_legacy_keys_hook(module, state_dict, prefix, *args) -> None:
+    """``load_state_dict`` pre-hook: a checkpoint written before the rename loads."""
+    renamed = rename_legacy_keys(state_dict, prefix)
+    if list(renamed) != list(state_dict):
+        state_dict.clear()
+        state_dict.update(renamed)
 
 
 @torch.no_grad()
@@ -39,12 +92,12 @@ def init_like_mmcv_convmodule(module: nn.Module) -> nn.Module:
     (conv-BN-ReLU), whose ``__init__`` calls ``init_weights``: the conv weight is Kaiming-normal
     with ``mode='fan_out', nonlinearity='relu', a=0`` (std = sqrt(2 / fan_out), where PyTorch's
     fan_out is ``out_channels · kh · kw`` also for grouped/depthwise convs), the conv bias 0 when
-    present, and the norm weight 1, bias 0. PyTorch's own default (``head_init=torch``) is
+    present, and the norm weight 1, bias 0. PyTorch's own default (``decoder_init=torch``) is
     Kaiming-uniform with a=sqrt(5) on fan_in, i.e. std = 1/sqrt(3 · fan_in), and BN weight 1,
     bias 0: for a ResNet-101 ASPP branch (2048→512, 3×3: fan_in 2048·9, fan_out 512·9) mmcv's
     std 0.021 is about 5x PyTorch's 0.0043.
 
-    Apply it to the decode head only: the backbone is ImageNet-initialised and the classifier is
+    Apply it to the decoder only: the backbone is ImageNet-initialised and the classifier is
     CLIP's text embeddings. Returns ``module`` (initialised in place).
     """
     for m in module.modules():
@@ -131,7 +184,7 @@ def conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 3, dilation: int = 1,
     )
 
 
-class ASPPv2Head(nn.Module):
+class ASPPv2Decoder(nn.Module):
     """DeepLabv2 ASPP: parallel dilated 3×3 convs (6/12/18/24), each conv-BN-ReLU, summed.
 
     Args:
@@ -156,7 +209,7 @@ class DepthwiseSeparableConv(nn.Sequential):
                          conv_bn_relu(in_ch, out_ch, 1))
 
 
-class DeepLabV3PlusHead(nn.Module):
+class DeepLabV3PlusDecoder(nn.Module):
     """DeepLabv3+: depthwise-separable ASPP (1/12/24/36 + image pooling) and a c1 skip (48 ch).
 
     Args:
@@ -194,7 +247,7 @@ class SegStudent(nn.Module):
         class_embeddings: C×D unit-norm text embeddings (frozen, saved with the student so a
             checkpoint alone can predict).
         backbone: timm ResNet name (``resnet101c``, ``resnet50c``, ``resnet18d``...).
-        head: ``deeplabv2`` (default) or ``deeplabv3plus``.
+        decoder: ``deeplabv2`` (default) or ``deeplabv3plus``.
         pretrained: None (random init), ``"timm"`` (timm's pretrained tag, online), or a local
             state-dict file for the backbone, in timm names or in mmcv ResNet-V1c names (the
             official ``open-mmlab://resnet101_v1c`` file, resnet101_v1c-e67eebb6.pth); see
@@ -203,28 +256,46 @@ class SegStudent(nn.Module):
         allow_random_init: random init is refused unless set, because a random DeepLab on real
             data gives meaningless numbers; the offline world's small student sets it.
         output_stride: 8 as in the official student.
-        head_dilations: ASPP dilations (default: the official 6/12/18/24, or 1/12/24/36 for v3+).
+        decoder_dilations: ASPP dilations (default: the official 6/12/18/24, or 1/12/24/36 for
+            v3+).
         backbone_kwargs: extra timm constructor arguments, e.g. narrower ``channels``.
         channels_last: keep weights and inputs NHWC. It changes memory layout, not results
             (up to float rounding). Measured per train step: ResNet-50 DeepLabv2 1.17-1.32x on the
             CPU, ResNet-101 1.13-1.16x on an H100 in bf16 (docs/bench.md, ``speedups``), the world
             student 1.09x on the CPU. The real-data student configs turn it on.
-        head_init: initialisation of the decode head's convs and BNs. ``torch`` (default):
+        decoder_init: initialisation of the decoder's convs and BNs. ``torch`` (default):
             PyTorch's defaults. ``kaiming``: mmcv ``ConvModule``'s rule, as in the official code
             (:func:`init_like_mmcv_convmodule`). The backbone and the classifier are untouched.
+        head, head_dilations, head_init: deprecated spellings of ``decoder``,
+            ``decoder_dilations`` and ``decoder_init``; when set they win, with a warning.
+
+    State dicts written before the rename (``head.*`` keys) load into ``decoder.*``.
     """
 
     def __init__(self, class_embeddings: Tensor, backbone: str = "resnet101c",
-                 head: HeadName = "deeplabv2", pretrained: str | None = "timm",
+                 decoder: DecoderName = "deeplabv2", pretrained: str | None = "timm",
                  background: bool = False, allow_random_init: bool = False,
-                 output_stride: int = 8, head_dilations: tuple[int, ...] | None = None,
+                 output_stride: int = 8, decoder_dilations: Sequence[int] | None = None,
                  backbone_kwargs: dict | None = None, channels_last: bool = False,
-                 head_init: HeadInit = "torch") -> None:
+                 decoder_init: DecoderInit = "torch", *, head: DecoderName | None = None,
+                 head_dilations: Sequence[int] | None = None,
+                 head_init: DecoderInit | None = None) -> None:
         super().__init__()
-        if head_init not in HEAD_INITS:
-            raise ValueError(f"student.head_init={head_init!r} is not one of {HEAD_INITS}: "
-                             "'torch' (PyTorch's default init) or 'kaiming' (mmcv ConvModule's, "
-                             "as in the official code)")
+        deprecated = {"head": head, "head_dilations": head_dilations, "head_init": head_init}
+        for old, value in deprecated.items():
+            if value is not None:
+                new = RENAMED_CONFIG_KEYS[old]
+                warnings.warn(f"student.{old} is deprecated: use student.{new} (the student's "
+                              f"decoder; 'head' is the teacher's last-block variant). Using "
+                              f"student.{new}={value!r}.", FutureWarning, stacklevel=2)
+        decoder = head if head is not None else decoder
+        decoder_init = head_init if head_init is not None else decoder_init
+        if head_dilations is not None:
+            decoder_dilations = head_dilations
+        if decoder_init not in DECODER_INITS:
+            raise ValueError(f"student.decoder_init={decoder_init!r} is not one of "
+                             f"{DECODER_INITS}: 'torch' (PyTorch's default init) or 'kaiming' "
+                             "(mmcv ConvModule's, as in the official code)")
         if pretrained is None and not allow_random_init:
             raise ValueError(
                 "student.pretrained is null: a randomly initialised DeepLab gives meaningless "
@@ -238,19 +309,23 @@ class SegStudent(nn.Module):
             self._load_backbone(Path(pretrained), backbone)
         low_ch, high_ch = self.backbone.feature_info.channels()
         dim = class_embeddings.shape[1]
-        if head == "deeplabv2":
-            self.head = ASPPv2Head(high_ch, dim, head_dilations or (6, 12, 18, 24))
-        elif head == "deeplabv3plus":
-            self.head = DeepLabV3PlusHead(high_ch, low_ch, dim, head_dilations or (1, 12, 24, 36))
+        dilations = tuple(decoder_dilations) if decoder_dilations else None
+        if decoder == "deeplabv2":
+            self.decoder = ASPPv2Decoder(high_ch, dim, dilations or (6, 12, 18, 24))
+        elif decoder == "deeplabv3plus":
+            self.decoder = DeepLabV3PlusDecoder(high_ch, low_ch, dim,
+                                                dilations or (1, 12, 24, 36))
         else:
-            raise ValueError(f"unknown student head {head!r}; choose deeplabv2 or deeplabv3plus")
-        if head_init == "kaiming":  # the decode head only: not the backbone, not the classifier
-            init_like_mmcv_convmodule(self.head)
+            raise ValueError(f"unknown student.decoder={decoder!r}; choose deeplabv2 or "
+                             "deeplabv3plus")
+        if decoder_init == "kaiming":  # the decoder only: not the backbone, not the classifier
+            init_like_mmcv_convmodule(self.decoder)
         self.register_buffer("class_embeddings", class_embeddings.detach().clone().float())
         self.bg_embedding = nn.Parameter(torch.randn(1, dim)) if background else None
         self.channels_last = channels_last
         if channels_last:  # .to(device) later preserves the layout
             self.to(memory_format=torch.channels_last)
+        self.register_load_state_dict_pre_hook(_rename_legacy_keys_hook)
 
     def _load_backbone(self, path: Path, name: str) -> None:
         """Load a local backbone state dict, strictly: every key with the right shape.
@@ -314,15 +389,89 @@ class SegStudent(nn.Module):
     def output_stride(self) -> int:
         """Stride of the logits: the backbone's (8) for DeepLabv2, the c1 skip's (4) for v3+."""
         reductions = self.backbone.feature_info.reduction()
-        return reductions[0] if isinstance(self.head, DeepLabV3PlusHead) else reductions[-1]
+        return reductions[0] if isinstance(self.decoder, DeepLabV3PlusDecoder) else reductions[-1]
 
     def features(self, images: Tensor) -> Tensor:
         """B×3×H×W → B×D×h×w unnormalised features (h = H/8 for DeepLabv2)."""
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        return self.head(self.backbone(images))
+        return self.decoder(self.backbone(images))
 
     def forward(self, images: Tensor) -> Tensor:
-        """B×3×H×W → B×C×h×w logits, ``feat · classifierᵀ`` (no norm, no bias, as in §6)."""
+        """B×3×H×W → B×C×h×w logits, ``feat · classifierᵀ`` (no norm, no bias, as ``MaskClipPlusHead``)."""
         feats = self.features(images)
         return torch.einsum("bdhw,cd->bchw", feats, self.classifier.to(feats.dtype))
+
+
+def logits_at_size(student: nn.Module, image: Tensor, output_size: Sequence[int],
+                   test_resize: str = "direct") -> Tensor:
+    """1×3×h×w normalised image → 1×C×H×W student logits at the original size H×W.
+
+    ``two_step`` resizes to the network input h×w first, then to H×W (mmseg's ``encode_decode``
+    + ``whole_inference``); ``direct`` resizes once.
+    """
+    logits = student(image)
+    if test_resize == "two_step":
+        logits = F.interpolate(logits, size=image.shape[-2:], mode="bilinear",
+                               align_corners=False)
+    return F.interpolate(logits, size=tuple(output_size), mode="bilinear", align_corners=False)
+
+
+class TrainedStudent(nn.Module):
+    """A trained MaskCLIP+ student on its own, as ``load_student`` reads it from a checkpoint:
+    the network, the classes it predicts and the input statistics it was trained with. No
+    teacher and no training module; ``forward`` gives the student's logits.
+
+    Args:
+        model: the ``SegStudent`` (put in eval mode).
+        vocabulary: its classes, in logit order (with ``background`` first if it has one).
+        image_mean, image_std: the input normalisation of its training data (``data.normalize``
+            as resolved then); None when the checkpoint does not record it.
+        config: the student's config as the checkpoint stores it (``student_cfg``).
+        teacher_spec: the teacher it was trained with (what new classes need); None for a
+            supervised run.
+        templates: the prompt templates of that teacher's text classifier.
+        unseen: the zero-shot unseen class indices it was trained with, or None.
+        test_resize: how its run brought logits to the ground truth's size
+            (:func:`logits_at_size`).
+        source: where it was read from, for messages.
+    """
+
+    def __init__(self, model: SegStudent, vocabulary, image_mean: Sequence[float] | None = None,
+                 image_std: Sequence[float] | None = None, *,
+                 config: Mapping[str, Any] | None = None, teacher_spec: dict | None = None,
+                 templates: str | Sequence[str] | None = None,
+                 unseen: Sequence[int] | None = None, test_resize: str = "direct",
+                 source: str | None = None) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.vocabulary = vocabulary
+        self.image_mean = tuple(image_mean) if image_mean is not None else None
+        self.image_std = tuple(image_std) if image_std is not None else None
+        self.config = dict(config or {})
+        self.teacher_spec = teacher_spec
+        self.templates = templates
+        self.unseen = list(unseen) if unseen is not None else None
+        self.test_resize = test_resize
+        self.source = source
+
+    @property
+    def num_classes(self) -> int:
+        return self.vocabulary.num_classes
+
+    @property
+    def output_stride(self) -> int:
+        return self.model.output_stride
+
+    def forward(self, images: Tensor) -> Tensor:
+        """B×3×H×W images normalised with ``image_mean``/``image_std`` → B×C×h×w logits."""
+        return self.model(images)
+
+    def logits_at(self, image: Tensor, output_size: Sequence[int],
+                  test_resize: str | None = None) -> Tensor:
+        """1×C×H×W logits at ``output_size`` (``test_resize`` by default its run's)."""
+        return logits_at_size(self.model, image, output_size, test_resize or self.test_resize)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_classes} classes, normalisation mean={self.image_mean} "
+                f"std={self.image_std}, from {self.source}")

@@ -42,7 +42,7 @@ CONFIG_DIR = str(PROJECT_ROOT / "conf")
 FIDELITY_ITEMS: dict[str, int] = {
     "teacher.image_act": 1, "teacher.image_ln_eps": 1, "loss.average": 2, "data.normalize": 3,
     "teacher.normalize": 3, "teacher.autocast_dtype": 4, "inference.align": 5,
-    "data.cat_max_ratio": 6, "data.photometric": 7, "student.head_init": 8, "guided_offset": 9,
+    "data.cat_max_ratio": 6, "data.photometric": 7, "student.decoder_init": 8, "guided_offset": 9,
     "test_resize": 10,
 }
 

@@ -1,9 +1,12 @@
-"""Colour palettes and image | ground truth | prediction panels for loggers and exports."""
+"""Colour palettes and image | ground truth | prediction panels, drawn as arrays (pure functions).
+
+The callbacks do the IO: :mod:`src.callbacks.panels` logs panels, :mod:`src.callbacks.writers`
+writes label files.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -95,24 +98,6 @@ def image_at(image: Tensor, size: Sequence[int], mean: Sequence[float], std: Seq
     rgb = torch.nn.functional.interpolate(rgb, size=tuple(size), mode="bilinear",
                                           align_corners=False)
     return rgb[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
-
-
-def log_panel(loggers: Sequence, key: str, panel: np.ndarray, step: int, caption: str) -> None:
-    """Send an H×W×3 panel to every logger: W&B image, TensorBoard image, or a PNG file."""
-    for logger in loggers:
-        kind = type(logger).__name__
-        if kind == "WandbLogger":
-            logger.log_image(key=key, images=[panel], caption=[caption])
-        elif kind == "TensorBoardLogger":
-            logger.experiment.add_image(key, panel, step, dataformats="HWC")
-        elif getattr(logger, "log_dir", None):
-            from PIL import Image
-
-            from src.utils.io import save_png_atomic
-
-            out = Path(logger.log_dir) / "overlays" / f"{key.replace('/', '_')}.png"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            save_png_atomic(Image.fromarray(panel), out)  # never half a PNG
 
 
 def palette_image(labels: np.ndarray | Tensor, palette: np.ndarray):

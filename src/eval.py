@@ -122,7 +122,8 @@ def run_tests(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, da
     """The clean test, then (with ``corruptions=``) every corruption × severity (MaskCLIP §4.4).
 
     Each corrupted image is seeded by (seed, image index), so runs repeat exactly. Prints and
-    saves (``corruptions.md``) a table of mIoU per corruption and severity beside the clean one.
+    saves (``corruptions.md``) a table of mIoU per corruption and severity beside the clean one;
+    each test's per-class table is its own file (``per_class_iou_<corruption>_<severity>.csv``).
     """
     trainer.test(module, datamodule=datamodule)
     results = results_of(module)
@@ -133,10 +134,12 @@ def run_tests(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, da
     for name in spec.names:
         for severity in spec.severities:
             datamodule.set_corruption(name, severity, spec.seed)
+            module.per_class_table = f"per_class_iou_{name}_{int(severity)}"
             trainer.test(module, datamodule=datamodule)
             table.setdefault(name, {})[int(severity)] = results_of(module)["summary"]["mIoU"]
             log.info("%s severity %d: mIoU %.2f", name, severity, table[name][int(severity)])
     datamodule.set_corruption(None)
+    module.per_class_table = "per_class_iou"
     clean = results["summary"]["mIoU"]
     results["corruptions"] = {"clean_mIoU": clean, "mIoU": table, "seed": spec.seed}
     markdown = corruption_table(clean, table)

@@ -102,8 +102,8 @@ def ground_truth_classes(cfg) -> set[int]:
     return present
 
 
-def read_per_class_csv(root: Path) -> list[dict[str, str]]:
-    tables = list(root.rglob("per_class_iou.csv"))
+def read_per_class_csv(root: Path, table: str = "per_class_iou") -> list[dict[str, str]]:
+    tables = list(root.rglob(f"{table}.csv"))
     assert len(tables) == 1, tables
     with open(tables[0], newline="") as fh:
         return list(csv.DictReader(fh))
@@ -175,16 +175,21 @@ def test_experiment_runs_through_its_entry_point(experiment, data_dir, tmp_path)
     from src.prompts.vocabulary import load_vocabulary
 
     names = list(load_vocabulary(cfg.data.vocabulary).names)
-    # A corruption run rewrites per_class_iou.csv after every corrupted test; only the clean
-    # test's per-class IoUs are in results.json, so the CSV is checked on clean runs only.
+    # per_class_iou.csv is the clean test's, also in a corruption run (each corrupted test
+    # writes its own per_class_iou_<corruption>_<severity>.csv).
     check_reported_iou(results["summary"], results["per_class"], names,
-                       ground_truth_classes(cfg), None if corrupt else read_per_class_csv(tmp_path))
+                       ground_truth_classes(cfg), read_per_class_csv(tmp_path))
     if corrupt:
         corruptions = results["corruptions"]
         assert corruptions["clean_mIoU"] == results["summary"]["mIoU"]
         table = corruptions["mIoU"]
         assert set(table) == {"gaussian_noise", "spatter"}
         assert all(set(row) == {1, 5} for row in table.values())
+        for name, row in table.items():
+            for severity, miou in row.items():
+                rows = read_per_class_csv(tmp_path, f"per_class_iou_{name}_{severity}")
+                ious = [float(r["iou"]) for r in rows if r["iou"] != "nan"]
+                assert miou == pytest.approx(sum(ious) / len(ious), abs=1e-3)
         lines = (tmp_path / "corruptions.md").read_text().splitlines()
         assert len(lines) == 4  # header, rule, one row per corruption
         for line, (name, row) in zip(lines[2:], table.items()):

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 class MaskCLIPLitModule(L.LightningModule):
     """Runs a frozen MaskCLIP teacher in ``test`` (labelling runs through ``DenseLabelModule``).
 
+    ``per_class_table`` names the per-class CSV the next test writes (``src.eval`` gives each
+    corruption test its own).
+
     Args:
         teacher: the frozen dense labeller.
         vocabulary: class vocabulary (shipped name, file or list).
@@ -46,6 +49,8 @@ class MaskCLIPLitModule(L.LightningModule):
     of ``parameters()`` and ``state_dict()``, always in eval mode, moved with the module. Its text
     classifier (buffers, built in ``setup``) moves with it when Lightning places the module.
     """
+
+    per_class_table = "per_class_iou"  # the CSV the next test writes (src.eval: per corruption)
 
     teacher = FrozenSlot()
 
@@ -129,4 +134,5 @@ class MaskCLIPLitModule(L.LightningModule):
 
     # ------------------------------------------------------------------ reporting
     def _write_per_class_table(self, iou: Tensor) -> None:
-        report_per_class(self.trainer, self.loggers, self.vocabulary.names, iou, self.unseen)
+        report_per_class(self.trainer, self.loggers, self.vocabulary.names, iou, self.unseen,
+                         table=self.per_class_table)

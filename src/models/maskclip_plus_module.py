@@ -71,6 +71,8 @@ class StudentEvalSteps:
     ``test_resize`` and ``test_iou``.
     """
 
+    per_class_table = "per_class_iou"  # the CSV the next test writes (src.eval: per corruption)
+
     student: SegStudent
     vocabulary: ClassVocabulary
     test_resize: str
@@ -100,7 +102,8 @@ class StudentEvalSteps:
         from src.utils.reporting import report_per_class
 
         report_per_class(self.trainer, self.loggers, self.vocabulary.names,
-                         self.test_iou.iou().cpu(), self.test_iou.unseen)
+                         self.test_iou.iou().cpu(), self.test_iou.unseen,
+                         table=self.per_class_table)
         self.test_summary = self._log_summary("test", self.test_iou)
 
 

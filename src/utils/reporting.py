@@ -13,19 +13,24 @@ from pathlib import Path
 
 from torch import Tensor
 
+from lightning.pytorch.loggers import WandbLogger
+
 from src.utils.io import atomic_open
 
 log = logging.getLogger(__name__)
 
 
 def report_per_class(trainer, loggers, names: Sequence[str], iou: Tensor,
-                     unseen: Sequence[int] | None, stage: str = "test") -> None:
-    """Print the per-class IoU table, write ``per_class_iou.csv`` and log a W&B table.
+                     unseen: Sequence[int] | None, stage: str = "test",
+                     table: str = "per_class_iou") -> None:
+    """Print the per-class IoU table, write ``<table>.csv`` and log a W&B table.
 
     Args:
         trainer: the Lightning trainer (for the log directory and the rank).
         names: C class names; iou: C IoUs as fractions (NaN for absent classes).
         unseen: unseen class indices, to mark each row seen/unseen.
+        table: the file and W&B table name; each corruption test names its own, so the clean
+            test's ``per_class_iou.csv`` is never overwritten.
     """
     if not trainer.is_global_zero:
         return
@@ -35,7 +40,7 @@ def report_per_class(trainer, loggers, names: Sequence[str], iou: Tensor,
     log.info("per-class IoU (%%):\n%s", "\n".join(lines))
     log_dir = trainer.log_dir or trainer.default_root_dir
     if log_dir:
-        path = Path(log_dir) / "per_class_iou.csv"
+        path = Path(log_dir) / f"{table}.csv"
         with atomic_open(path, "w") as fh:  # never a half-written table
             writer = csv.writer(fh)
             writer.writerow(["class", "iou", "split"])
@@ -43,6 +48,6 @@ def report_per_class(trainer, loggers, names: Sequence[str], iou: Tensor,
                 split = "" if not unseen else ("unseen" if index in unseen else "seen")
                 writer.writerow([name, f"{value:.4f}", split])
     for logger in loggers:
-        if type(logger).__name__ == "WandbLogger":
-            logger.log_table(f"{stage}/per_class_iou", columns=["class", "IoU"],
+        if isinstance(logger, WandbLogger):
+            logger.log_table(f"{stage}/{table}", columns=["class", "IoU"],
                              data=[[n, v] for n, v in rows])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from src.data.datasets.base import Transform
-from src.data.datasets.mmseg import MMSegLayoutDataset
+from src.data.datasets.mmseg import MMSegLayoutDataset, pascal_nested_roots, pascal_root_hint
 
 __all__ = ["PascalContextDataset"]
 
@@ -29,20 +29,12 @@ VOCdevkit/VOC2010/                      <- data.root
 └── ImageSets/SegmentationContext/
     └── train.txt, val.txt              (made by scripts/convert_pascal_context.py)
 """
-    HINT = (
-        "set data.root=/path/to/VOCdevkit/VOC2010 (or paths.data_dir so that "
-        "${paths.data_dir}/VOCdevkit/VOC2010 exists) and run scripts/convert_pascal_context.py "
-        "to make SegmentationClassContext and the split lists."
-    )
-    NESTED_ROOTS = ("VOC2010", "VOCdevkit/VOC2010")
+    HINT = pascal_root_hint("VOC2010", "Run scripts/convert_pascal_context.py to make "
+                            "SegmentationClassContext and the split lists.")
+    NESTED_ROOTS = pascal_nested_roots("VOC2010")
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "val",
-        num_classes: int = 59,
-        transform: Transform | None = None,
-    ) -> None:
+    def __init__(self, root: str | Path, split: str = "val", num_classes: int = 59,
+                 transform: Transform | None = None) -> None:
         if num_classes not in (59, 60):
             raise ValueError(f"PASCAL Context has 59 or 60 classes, got num_classes={num_classes}.")
         root = Path(root).expanduser()

@@ -18,7 +18,18 @@ from src.data.datasets.errors import (
 )
 from src.data.datasets.files import list_dir, read_split
 
-__all__ = ["MMSegLayoutDataset"]
+__all__ = ["MMSegLayoutDataset", "pascal_nested_roots", "pascal_root_hint"]
+
+
+def pascal_root_hint(release: str, then: str) -> str:
+    """What to set for a PASCAL release (``VOC2012``, ``VOC2010``), then ``then``."""
+    return (f"set data.root=/path/to/VOCdevkit/{release} (or paths.data_dir so that "
+            f"${{paths.data_dir}}/VOCdevkit/{release} exists). {then}")
+
+
+def pascal_nested_roots(release: str) -> tuple[str, ...]:
+    """Sub-folders that mean data.root points above a PASCAL release."""
+    return (release, f"VOCdevkit/{release}")
 
 
 class MMSegLayoutDataset(SegmentationDataset):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from src.data.datasets.base import Transform
-from src.data.datasets.mmseg import MMSegLayoutDataset
+from src.data.datasets.mmseg import MMSegLayoutDataset, pascal_nested_roots, pascal_root_hint
 
 __all__ = ["VOCDataset"]
 
@@ -32,20 +32,12 @@ VOCdevkit/VOC2012/                      <- data.root
     ├── train.txt, val.txt, trainval.txt
     └── aug.txt                         (split 'aug' only, made by scripts/convert_sbd.py)
 """
-    HINT = (
-        "set data.root=/path/to/VOCdevkit/VOC2012 (or paths.data_dir so that "
-        "${paths.data_dir}/VOCdevkit/VOC2012 exists). For the 'aug' split (train + SBD) run "
-        "scripts/convert_sbd.py first."
-    )
-    NESTED_ROOTS = ("VOC2012", "VOCdevkit/VOC2012")
+    HINT = pascal_root_hint("VOC2012", "For the 'aug' split (train + SBD) run "
+                            "scripts/convert_sbd.py first.")
+    NESTED_ROOTS = pascal_nested_roots("VOC2012")
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "val",
-        with_background: bool = False,
-        transform: Transform | None = None,
-    ) -> None:
+    def __init__(self, root: str | Path, split: str = "val", with_background: bool = False,
+                 transform: Transform | None = None) -> None:
         root = Path(root).expanduser()
         split_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
         mask_dirs = [root / "SegmentationClass"]

@@ -4,6 +4,8 @@
     python -m src.eval -m experiment=bench8 \\
         data=voc21,context60,cocoobject,voc20,context59,cocostuff,cityscapes,ade20k \\
         teacher/head=maskclip,clearclip,sclip,naclip
+    python -m src.eval -m experiment=bench8 protocol=scclip teacher/head=scclip \\
+        data=voc21,context60,cocoobject,voc20,context59,cocostuff,cityscapes,ade20k
     python scripts/bench8_table.py logs/bench8/multiruns/<time> [--out bench8.md]
 
 Every ``results.json`` under the given folders is read; its ``settings`` (written by src.eval)
@@ -28,15 +30,27 @@ HEADERS = ("VOC21", "PC60", "Obj", "VOC20", "PC59", "Stuff", "City", "ADE")
 # they are the numbers of SCLIP (arXiv 2312.01597), ClearCLIP (arXiv 2407.09465) and NACLIP
 # (arXiv 2404.09826), and MaskCLIP's row is the TCL-protocol re-evaluation those papers quote.
 # NACLIP + PAMR: the results table of sinahmr/NACLIP README.md (commit 0cac3a6).
+# ResCLIP (on NACLIP, no post-processing): its own row in the same ResCLIP Tabs. 1-2 (above).
+# ProxyCLIP (DINO ViT-B/8 as the proxy): the ProxyCLIP row of Trident's main table, committed as
+# YuHengsss/Trident assets/data_result.png (a93b346), identical to the row in CorrCLIP's arXiv-v1
+# table, zdk258/CorrCLIP images/result.png (b54c8a0).
+# SC-CLIP: SECONDARY and unverified - the row as RF-CLIP (AAAI 2026, arXiv 2511.16170) tabulates it,
+# read from third-party notes on that paper; neither SC-CLIP's repo nor its README carries numbers,
+# and the arXiv paper (2411.15869) was not checked. Its mean is the 43.9 quoted for SC-CLIP.
 PUBLISHED = {
     "MaskCLIP (TCL-protocol re-evaluation)": (38.8, 23.6, 20.6, 74.9, 26.4, 16.4, 12.6, 9.8),
     "SCLIP (paper)": (59.1, 30.4, 30.5, 80.4, 34.2, 22.4, 32.2, 16.1),
     "ClearCLIP (paper)": (51.8, 32.6, 33.0, 80.9, 35.9, 23.9, 30.0, 16.7),
     "NACLIP (paper, no post-processing)": (58.9, 32.2, 33.2, 79.7, 35.2, 23.3, 35.5, 17.4),
     "NACLIP + PAMR (repo default)": (64.07, 34.99, 36.19, 83.03, 38.35, 25.69, 38.27, 19.05),
+    "ResCLIP on NACLIP (paper)": (61.1, 33.5, 35.0, 86.0, 36.8, 24.7, 35.9, 18.0),
+    "ProxyCLIP, DINO ViT-B/8 (Trident's and CorrCLIP's tables)":
+        (61.3, 35.3, 37.5, 80.3, 39.1, 26.5, 38.1, 20.2),
+    "SC-CLIP (as quoted by RF-CLIP; unverified)": (64.6, 36.8, 37.7, 84.3, 40.1, 26.6, 41.0, 20.1),
 }
 HEAD_NAMES = {"maskclip": "MaskCLIP", "clearclip": "ClearCLIP", "sclip": "SCLIP",
-              "naclip": "NACLIP", "naive": "naive"}
+              "naclip": "NACLIP", "naive": "naive", "scclip": "SC-CLIP", "resclip": "ResCLIP",
+              "proxyclip": "ProxyCLIP"}
 
 
 def gather(folders: list[Path]) -> dict[tuple[str, str, str], dict[str, float]]:

@@ -24,7 +24,7 @@ from scripts.bench.cli import main  # noqa: E402
 # Every case, in run order (the order of bench.json and of the markdown table).
 CASES = ("dense_vs_encode_image", "slide_batched_vs_loop", "label_throughput", "refine_overhead",
          "teacher_share", "memory_ratio_2048x1024", "text_classifier_speedup",
-         "resolution_scaling", "dense_throughput", "speedups")
+         "resolution_scaling", "dense_throughput", "speedups", "frontier_heads")
 CONTRACT = ("dense_vs_encode_448", "refine_overhead", "slide_batched_speedup", "teacher_share",
             "memory_ratio_2048x1024", "text_classifier_speedup", "dense_images_per_second_448",
             "labels_images_per_second_448", "precision", "machine", "commit")
@@ -62,6 +62,10 @@ def test_bench_quick_writes_json_and_markdown(tmp_path):
     speedups = results["cases"]["speedups"]
     assert len(speedups["measurements"]) + ("compile_error" in speedups) == 4
     assert (md.parent / "bench_resolution.png").is_file()
+    # Each frontier head is timed against MaskCLIP, and its share of a student step is a fraction.
+    frontier = results["cases"]["frontier_heads"]
+    assert [row["a"] for row in frontier["measurements"]] == ["scclip", "resclip", "proxyclip"]
+    assert all(0 < share < 1 for share in frontier["teacher_share"].values())
 
     rows = [line for line in md.read_text().splitlines() if line.startswith("| ")]
     for name in CASES:

@@ -46,13 +46,28 @@ class ClipSpec:
     weights_id: str | None
 
 
-def _looks_like_file(pretrained: str) -> bool:
+def looks_like_file(pretrained: str) -> bool:
     return (
         os.sep in pretrained
         or pretrained.startswith(".")
         or pretrained.lower().endswith(CHECKPOINT_SUFFIXES)
         or Path(pretrained).exists()
     )
+
+
+def local_weights_file(pretrained: str, missing: str) -> Path | None:
+    """The resolved path when ``pretrained`` names a local file, None when it is a hub tag.
+
+    Raises:
+        FileNotFoundError: it names a file that does not exist; ``missing`` says what the
+            setting takes instead (the path is put in front).
+    """
+    if not looks_like_file(pretrained):
+        return None
+    path = Path(pretrained).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist. {missing}")
+    return path
 
 
 def _tag_wants_quick_gelu(arch: str, tag: str) -> bool:
@@ -87,14 +102,11 @@ def resolve_clip(
                         None)
 
     pretrained = str(pretrained)
-    if _looks_like_file(pretrained):
-        path = Path(pretrained).expanduser().resolve()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"CLIP checkpoint {path} does not exist. teacher.pretrained takes an open_clip tag "
-                f"(e.g. {open_clip.list_pretrained_tags_by_model(model_name)[:4]}) or a local "
-                "file (.pt/.pth/.bin/.safetensors state dict)."
-            )
+    path = local_weights_file(pretrained, (
+        f"CLIP checkpoint not found: teacher.pretrained takes an open_clip tag "
+        f"(e.g. {open_clip.list_pretrained_tags_by_model(model_name)[:4]}) or a local "
+        "file (.pt/.pth/.bin/.safetensors state dict)."))
+    if path is not None:
         use_quick = bool(quick_gelu) or model_name.endswith("-quickgelu")
         stat = path.stat()
         weights_id = f"{model_name}|{path}|{stat.st_size}|{stat.st_mtime_ns}|qg={use_quick}"

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from src.data.transforms import NORMALIZATION
 from src.models.clip_loading import ClipSpec
+from src.models.frontier import FRONTIER_HEADS, build_frontier_head, is_text_dependent
 from src.models.heads import HEAD_FUNCTIONS, Head, block_qkv, check_head, maskclip_tokens
 
 log = logging.getLogger(__name__)
@@ -82,11 +83,18 @@ def check_tower(visual: nn.Module) -> Arch:
     )
 
 
+POSITION_RESIZES = ("exact", "peers")
+
+
 def resize_positional_embedding(pos_embed: Tensor, src_grid: tuple[int, int],
-                                dst_grid: tuple[int, int]) -> Tensor:
+                                dst_grid: tuple[int, int], rule: str = "exact") -> Tensor:
     """Resize a ViT positional embedding to another patch grid, keeping the CLS position.
 
-    Bicubic with ``align_corners=False``, as the official mmseg backbone does on every forward.
+    Bicubic with ``align_corners=False``. ``exact`` resizes to (h, w), as the official mmseg
+    backbone does on every forward. ``peers`` is the rule of the later methods' code (SCLIP,
+    SC-CLIP, ResCLIP, ProxyCLIP: ``scale_factor = ((h + 0.1)/gh, (w + 0.1)/gw)``, and that scale
+    factor, not the size, maps the coordinates); the two agree on the native grid and differ by
+    up to ~1e-3 in the final features at 336 px.
 
     Args:
         pos_embed: (1+gh·gw)×W learned embedding.
@@ -96,10 +104,19 @@ def resize_positional_embedding(pos_embed: Tensor, src_grid: tuple[int, int],
     """
     if tuple(src_grid) == tuple(dst_grid):
         return pos_embed
+    if rule not in POSITION_RESIZES:
+        raise ValueError(f"teacher.position_resize={rule!r}: choose one of "
+                         f"{list(POSITION_RESIZES)}")
     cls_pos, grid_pos = pos_embed[:1], pos_embed[1:]
     width = grid_pos.shape[-1]
     grid_pos = grid_pos.reshape(1, src_grid[0], src_grid[1], width).permute(0, 3, 1, 2)
-    grid_pos = F.interpolate(grid_pos.float(), size=dst_grid, mode="bicubic", align_corners=False)
+    if rule == "peers":
+        scale = ((dst_grid[0] + 0.1) / src_grid[0], (dst_grid[1] + 0.1) / src_grid[1])
+        grid_pos = F.interpolate(grid_pos.float(), scale_factor=scale, mode="bicubic",
+                                 align_corners=False)
+    else:
+        grid_pos = F.interpolate(grid_pos.float(), size=dst_grid, mode="bicubic",
+                                 align_corners=False)
     grid_pos = grid_pos.to(pos_embed.dtype).permute(0, 2, 3, 1).reshape(-1, width)
     return torch.cat([cls_pos, grid_pos], dim=0)
 
@@ -132,18 +149,36 @@ class DenseCLIP(nn.Module):
             (official: both True).
         normalize: input statistics the tower expects (``model``, ``imagenet``, ``clip``).
         compile_dense: run :meth:`features_and_keys` through ``torch.compile``.
+        head_options: keyword options of a frontier head (src.models.frontier), e.g. ResCLIP's
+            ``{"temp_thd": 0.5, "rcs": [2.0, 0.3], "sfr": [2.2, 0.7]}``.
+        proxy: ProxyCLIP's second vision model (``{"model": <timm name>, "pretrained": ...}``).
+        position_resize: ``exact`` (resize the position table to the grid) or ``peers`` (the
+            later methods' +0.1 scale-factor rule); see :func:`resize_positional_embedding`.
 
     Always in eval mode with ``requires_grad=False``.
     """
 
     def __init__(self, clip: nn.Module, spec: ClipSpec, model_name: str, *,
                  head: Head = "maskclip", keep_residual: bool = True, keep_ffn: bool = True,
-                 normalize: str = "model", compile_dense: bool = False) -> None:
+                 normalize: str = "model", compile_dense: bool = False,
+                 head_options: dict | None = None, proxy: dict | None = None,
+                 position_resize: str = "exact") -> None:
         super().__init__()
         self.arch: Arch = check_tower(clip.visual)
         check_head(head)
         if head != "maskclip" and self.arch != "vit":
             raise ValueError(f"head={head!r} needs a ViT image tower; ResNets support 'maskclip'")
+        if position_resize not in POSITION_RESIZES:
+            raise ValueError(f"teacher.position_resize={position_resize!r}: choose one of "
+                             f"{list(POSITION_RESIZES)}")
+        self.position_resize = position_resize
+        if head in FRONTIER_HEADS:
+            self.frontier: nn.Module | None = build_frontier_head(head, head_options, proxy)
+        else:
+            if head_options or proxy:
+                raise ValueError(f"teacher.head_options / teacher.proxy are options of the "
+                                 f"frontier heads {list(FRONTIER_HEADS)}, not of head={head!r}")
+            self.frontier = None
         self.clip, self.spec, self.model_name = clip, spec, model_name
         # The head and its switches stay settable (teacher.head = ...): read on every forward.
         self.head, self.keep_residual, self.keep_ffn = head, keep_residual, keep_ffn
@@ -168,7 +203,10 @@ class DenseCLIP(nn.Module):
     # ------------------------------------------------------------------ geometry
     @property
     def output_stride(self) -> int:
-        """Input pixels per dense-feature cell (ViT patch size, 32 for ModifiedResNet)."""
+        """Input pixels per dense-feature cell (ViT patch size, 32 for ModifiedResNet; a
+        frontier head may set its own, e.g. ProxyCLIP's proxy patch)."""
+        if getattr(self.frontier, "output_stride", None):
+            return int(self.frontier.output_stride)
         if self.arch == "vit":
             return int(self.clip.visual.patch_size[0])
         return 32
@@ -271,15 +309,16 @@ class DenseCLIP(nn.Module):
         """
         visual = self.clip.visual
         pos = visual.positional_embedding
+        rule = self.position_resize
         if torch.compiler.is_compiling():  # inductor fuses it; a dict lookup would break graphs
-            return resize_positional_embedding(pos, visual.grid_size, grid)
-        key = (tuple(grid), pos.device, pos.dtype, pos.data_ptr(), pos._version)
+            return resize_positional_embedding(pos, visual.grid_size, grid, rule)
+        key = (tuple(grid), rule, pos.device, pos.dtype, pos.data_ptr(), pos._version)
         cached = self._position_cache.get(key)
         if cached is None:
             if len(self._position_cache) >= 16:  # many input sizes (whole-image mode): bounded
                 self._position_cache.clear()
             with torch.no_grad():
-                cached = resize_positional_embedding(pos, visual.grid_size, grid)
+                cached = resize_positional_embedding(pos, visual.grid_size, grid, rule)
             self._position_cache[key] = cached
         return cached
 
@@ -356,7 +395,13 @@ class DenseCLIP(nn.Module):
 
     def _features_and_keys(self, images: Tensor, with_keys: bool
                            ) -> tuple[Tensor, Tensor | None]:
-        if self.arch == "resnet":
+        if self.frontier is not None:
+            if is_text_dependent(self.frontier):
+                raise ValueError(f"head={self.head!r} scores text queries, it has no "
+                                 "text-independent features: call teacher.query_scores(images) "
+                                 "after teacher.set_vocabulary(...)")
+            feats, keys = self.frontier.features_and_keys(self, images, with_keys)
+        elif self.arch == "resnet":
             feats, keys = self.resnet_dense(images, with_keys)
         else:
             (tokens,), (h, w) = self.tokens_entering(images, [-1])

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-Head = Literal["maskclip", "naive", "clearclip", "sclip", "naclip"]
+Head = Literal["maskclip", "naive", "clearclip", "sclip", "naclip",
+               "scclip", "resclip", "proxyclip"]  # the last three: src.models.frontier
 HEADS: tuple[str, ...] = ("maskclip", "naive", "clearclip", "sclip", "naclip")
 NACLIP_SIGMA = 5.0
 
@@ -134,9 +135,12 @@ HEAD_FUNCTIONS: dict[str, Callable[..., Tensor]] = {
 
 
 def check_head(head: str) -> None:
-    if head not in HEAD_FUNCTIONS:
-        raise ValueError(f"unknown teacher head {head!r}; choose one of {list(HEADS)} "
-                         "(teacher/head=<name>)")
+    """A last-block head of this module or a frontier head (src.models.frontier)."""
+    from src.models.frontier import FRONTIER_HEADS
+
+    if head not in HEAD_FUNCTIONS and head not in FRONTIER_HEADS:
+        raise ValueError(f"unknown teacher head {head!r}; choose one of "
+                         f"{list(HEADS) + list(FRONTIER_HEADS)} (teacher/head=<name>)")
 
 
 __all__ = ["HEADS", "HEAD_FUNCTIONS", "Head", "attention_weights", "check_head",

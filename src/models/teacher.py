@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from src.models.clip_loading import ClipSpec, create_clip, set_image_tower_numerics
 from src.models.dense_clip import (SUPPORTED_TOWERS, TEACHER_NORMALIZATIONS, Arch, DenseCLIP,
                                    check_tower, resize_positional_embedding)
+from src.models.frontier import FRONTIER_HEADS, is_text_dependent
 from src.models.heads import Head, check_head
 from src.models.inference import InferenceConfig
 from src.models.pipeline import LabellingPipeline
@@ -56,6 +57,9 @@ def _part_setting(part: str, name: str, doc: str, settable: bool = False) -> pro
     def set_(self, value) -> None:
         if name == "head":
             check_head(value)
+            if FRONTIER_HEADS.keys() & {value, self.head}:
+                raise ValueError(f"head={value!r}: a frontier head holds its own parts; build "
+                                 "the teacher with it (MaskCLIPTeacher(..., head=...))")
         if part == "pipeline":  # a frozen dataclass: replaced, not mutated
             self.pipeline = dataclasses.replace(self.pipeline, **{name: value})
         else:
@@ -101,6 +105,9 @@ class MaskCLIPTeacher(nn.Module):
         compile_dense: run the dense pass through ``torch.compile`` (1.36-1.47x the dense
             throughput on an H100 in bf16 after 14-20 s of compilation, 1.04-1.08x on the CPU;
             docs/bench.md). Not named ``compile``: that would hide ``nn.Module.compile``.
+        head_options: keyword options of a frontier head (src.models.frontier).
+        proxy: ProxyCLIP's second vision model, ``{"model": <timm name>, "pretrained": ...}``.
+        position_resize: ``exact`` or ``peers`` (the later methods' position-table resize).
 
     The module is always in eval mode with ``requires_grad=False``; ``train()`` cannot flip it.
     """
@@ -126,6 +133,9 @@ class MaskCLIPTeacher(nn.Module):
         cache_dir: str | Path | None = "default",
         autocast_dtype: str = "bfloat16",
         compile_dense: bool = False,
+        head_options: dict | None = None,
+        proxy: dict | None = None,
+        position_resize: str = "exact",
     ) -> None:
         super().__init__()
         if normalize not in TEACHER_NORMALIZATIONS:
@@ -143,10 +153,16 @@ class MaskCLIPTeacher(nn.Module):
                      "BatchNorm, as in the official ResNetClip); left as built")
         self.features = DenseCLIP(clip, spec, model_name, head=head, keep_residual=keep_residual,
                                   keep_ffn=keep_ffn, normalize=normalize,
-                                  compile_dense=compile_dense)
+                                  compile_dense=compile_dense, head_options=head_options,
+                                  proxy=proxy, position_resize=position_resize)
         cache_dir = default_cache_dir() if cache_dir == "default" else cache_dir
         self.text = TextClassifier(open_clip.get_tokenizer(spec.arch), spec.weights_id, cache_dir)
         self.refine = refine if isinstance(refine, RefineConfig) else RefineConfig(**(refine or {}))
+        if is_text_dependent(self.features.frontier) and (self.refine.key_smoothing
+                                                         or self.refine.prompt_denoising):
+            raise ValueError(f"head={head!r} already refines its scores with its own first pass; "
+                             "key smoothing and prompt denoising do not apply to it: use "
+                             "refine=none")
         self.pipeline = LabellingPipeline(
             inference if isinstance(inference, InferenceConfig)
             else InferenceConfig(**(inference or {})),
@@ -258,6 +274,11 @@ class MaskCLIPTeacher(nn.Module):
         """
         if query_embeddings is None:
             self._require_vocabulary()
+        head = self.features.frontier
+        if is_text_dependent(head):
+            embeddings = self.query_embeddings if query_embeddings is None else query_embeddings
+            return head.query_scores(self.features, images, embeddings,
+                                     self.resolved_temperature()), False
         feats, keys = self.dense_features_and_keys(images, with_keys=self.refine.key_smoothing)
         logits = self.text.query_logits(feats, query_embeddings)
         return refine_scores(logits, keys, self.refine, self.resolved_temperature())

@@ -40,11 +40,15 @@ Cases (``--cases``, comma-separated; ``--list`` shows them):
 * ``speedups`` (``speedups.py``): the candidate speed-ups, each against the plain way:
   ``torch.inference_mode``, channels_last for the student's train step, ``torch.compile`` of the
   teacher, persistent (and, on a GPU, pinned) DataLoader workers.
+* ``frontier_heads`` (``frontier.py``): SC-CLIP's, ResCLIP's and ProxyCLIP's query scores at 224²
+  against MaskCLIP's (ProxyCLIP's against MaskCLIP's plus its DINO ViT-B/8 proxy's forward;
+  target ≤ 1.5), and each head's share of a MaskCLIP+ train step at 224².
 """
 
 from __future__ import annotations
 
 from scripts.bench.cases.dense_vs_encode import case_dense_vs_encode_image
+from scripts.bench.cases.frontier import case_frontier_heads
 from scripts.bench.cases.labelling import case_label_throughput
 from scripts.bench.cases.memory import case_memory_ratio
 from scripts.bench.cases.refine import case_refine_overhead
@@ -68,5 +72,6 @@ CASE_LIST: tuple[tuple[str, CaseFn], ...] = (
     ("resolution_scaling", case_resolution_scaling),
     ("dense_throughput", case_dense_throughput),
     ("speedups", case_speedups),
+    ("frontier_heads", case_frontier_heads),
 )
 CASES: dict[str, CaseFn] = dict(CASE_LIST)

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 
-.PHONY: help install test test-full test-gpu demo bench bench-gpu world-clip world-claims clean
+.PHONY: help install test test-full test-gpu demo bench bench-gpu world-clip world-proxy world-claims clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ demo: install ## MaskCLIP on the offline world: table, overlays, W&B offline run
 
 world-clip: install ## Re-train the offline world's CLIP (~35 min on 2 CPU cores)
 	$(PY) scripts/pretrain_world_clip.py
+
+world-proxy: install ## Re-train the offline world's proxy ViT (~30 min on 2 CPU cores)
+	$(PY) scripts/pretrain_world_proxy.py
 
 world-claims: install ## Measure the paper's claims on the offline world (docs/world_claims.md)
 	$(PY) scripts/world_claims.py

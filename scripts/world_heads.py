@@ -7,7 +7,8 @@ with and without PAMR, then trains the annotation-free MaskCLIP+ student
 (``experiment=world_annofree teacher/head=<head>``) and tests it. Every head runs with its
 defaults (ResCLIP: its README's VOC-21 options; block indices mapped to the world CLIP's 4 blocks
 as each head documents); nothing is chosen on the test split. ProxyCLIP's proxy is the world's
-self-supervised ViT (``assets/world_proxy``, ``make world-proxy``). Everything goes through
+self-supervised ViT (``teacher/head=proxyclip_world``: ``assets/world_proxy``,
+``make world-proxy``). Everything goes through
 ``src.eval`` / ``src.train``; nothing is downloaded.
 
     python scripts/world_heads.py                 # → docs/world_heads.md / .json (~25 min, 2 cores)
@@ -28,31 +29,12 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-HEADS = ("maskclip", "clearclip", "sclip", "naclip", "naive", "scclip", "resclip", "proxyclip")
+HEADS = ("maskclip", "clearclip", "sclip", "naclip", "naive", "scclip", "resclip",
+         "proxyclip_world")
 LABELS = {"maskclip": "MaskCLIP", "clearclip": "ClearCLIP", "sclip": "SCLIP",
           "naclip": "NACLIP", "naive": "naive (unchanged last block)", "scclip": "SC-CLIP",
-          "resclip": "ResCLIP (on NACLIP)", "proxyclip": "ProxyCLIP (world proxy ViT, patch 4)"}
-WORLD_PROXY = ROOT / "assets" / "world_proxy" / "world-proxy.json"
-
-
-def world_proxy() -> dict:
-    """``teacher.proxy`` for the world's self-supervised ViT, from its committed JSON."""
-    spec = json.loads(WORLD_PROXY.read_text())
-    kwargs = {k: v for k, v in spec["timm"].items() if k not in ("model_name", "pretrained")}
-    return {"model": spec["timm"]["model_name"], "kwargs": kwargs,
-            "pretrained": str(WORLD_PROXY.with_suffix(".safetensors")),
-            "mean": spec["image_mean"], "std": spec["image_std"]}
-
-
-def with_head(cfg, head: str):
-    """The composed config with what a head needs beyond ``teacher/head=`` (ProxyCLIP: the
-    world proxy)."""
-    from omegaconf import open_dict
-
-    if head == "proxyclip":
-        with open_dict(cfg):
-            cfg.teacher.proxy = world_proxy()
-    return cfg
+          "resclip": "ResCLIP (on NACLIP)",
+          "proxyclip_world": "ProxyCLIP (world proxy ViT, patch 4)"}
 COMMON = ["logger=csv", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"]
 
 
@@ -78,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     for head in args.heads.split(","):
         row: dict = {}
         for key, extra in (("teacher", []), ("teacher_pamr", ["postproc=pamr"])):
-            cfg = with_head(compose_config(
+            cfg = compose_config(
                 "eval", ["experiment=world_maskclip", f"teacher/head={head}", *extra, *COMMON,
-                         f"paths.output_dir={out / head / key}"]), head)
+                         f"paths.output_dir={out / head / key}"])
             row[key] = evaluate(cfg)["summary"]
             print(f"[{time.time() - start:.0f} s] {head} {key}: {row[key]['mIoU']:.1f}", flush=True)
         done = out / head / "student" / "metrics.json"
@@ -91,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{head} student: reused {done}: {row['student']['mIoU']:.1f}", flush=True)
         elif not args.no_students:
             steps = [f"max_steps={args.student_steps}"] if args.student_steps else []
-            cfg = with_head(compose_config(
+            cfg = compose_config(
                 "train", ["experiment=world_annofree", f"teacher/head={head}", *steps, *COMMON,
-                          f"paths.output_dir={out / head / 'student'}"]), head)
+                          f"paths.output_dir={out / head / 'student'}"])
             metrics = train(cfg)
             row["student"] = {k.split("/", 1)[1]: v for k, v in metrics.items()
                               if k.startswith("test/")}

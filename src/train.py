@@ -210,7 +210,9 @@ def build_module(cfg: DictConfig):
     unseen = split if cfg.setting == "zeroshot" else None
     background_index = 0 if vocabulary.names[0] == "background" else None
     # Even the supervised setting needs the teacher's text tower for the student's classifier.
-    teacher = build_teacher(cfg)  # a bad teacher.pretrained file raises its own message
+    # a bad teacher.pretrained file raises its own message; the head may ask for its own
+    # windows over the training crop (teacher.pseudo_label_inference)
+    teacher = build_teacher(cfg, pseudo_labels=True)
     return MaskCLIPPlusLitModule(
         teacher=teacher, student=instantiate(cfg.student), vocabulary=vocabulary,
         templates=to_plain(cfg.prompts.templates), setting=cfg.setting, unseen=unseen,

@@ -13,6 +13,7 @@ self-supervised ViT (``teacher/head=proxyclip_world``: ``assets/world_proxy``,
 
     python scripts/world_heads.py                 # → docs/world_heads.md / .json (~25 min, 2 cores)
     python scripts/world_heads.py --no-students   # teachers only (~2 min)
+    python scripts/world_heads.py --windows       # whole crop vs native windows (val split)
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
+# Passive OpenMP waiting: spinning threads stall badly when another job shares the 2 cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 HEADS = ("maskclip", "clearclip", "sclip", "naclip", "naive", "scclip", "resclip",
          "proxyclip_world")
@@ -55,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(docs/world_label_windows.md)")
     args = parser.parse_args(argv)
     if args.windows:
-        return label_windows(args.heads if args.heads != ",".join(HEADS) else "maskclip,scclip,resclip")
+        chosen = args.heads if args.heads != ",".join(HEADS) else "maskclip,scclip,resclip"
+        return label_windows(chosen)
 
     from src.eval import evaluate
     from src.train import train
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, dict] = {}
     if args.merge and docs.with_suffix(".json").is_file():
         rows = json.loads(docs.with_suffix(".json").read_text())
-    for head in args.heads.split(","):
+    for head in filter(None, args.heads.split(",")):  # --merge --heads "" re-renders the doc
         start = time.time()
         row: dict = {}
         for key, extra in (("teacher", []), ("teacher_pamr", ["postproc=pamr"])):
@@ -110,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(lines) + "\n"
     print(table)
     seconds = sum(row.get("seconds", 0) for row in rows.values())
+    untimed = [LABELS.get(head, head) for head, row in rows.items() if "seconds" not in row]
+    earlier = (f" Rows kept from an earlier run (`--merge`): {', '.join(untimed)}."
+               if untimed else "")
     docs.parent.mkdir(parents=True, exist_ok=True)
     docs.with_suffix(".json").write_text(json.dumps(rows, indent=2))
     docs.with_suffix(".md").write_text(
@@ -118,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         "`experiment=world_annofree teacher/head=<head>` (tiny DeepLabv2, 800 steps × 8 crops), "
         "tested on the same split. Nothing is chosen on the test split: every head runs with its "
         "defaults. `python scripts/world_heads.py` "
-        f"({seconds} s on this machine, the rows' times summed).\n\n" + table)
+        f"({seconds} s on this machine, the rows' times summed).{earlier}\n\n" + table)
     print(f"wrote {docs.with_suffix('.md')}")
     return 0
 
@@ -143,23 +150,25 @@ def label_windows(heads: str, size: int = 192, window: int = 96, stride: int = 4
              f"{window}/{stride} windows": ["inference=slide",
                                             f"inference.crop_size=[{window},{window}]",
                                             f"inference.stride=[{stride},{stride}]"]}
-    record: dict = {"size": size, "split": "val", "rows": {}}
-    start = time.time()
+    record: dict = {"size": size, "split": "val", "rows": {}, "seconds": {}}
+    if doc.with_suffix(".json").is_file():  # other heads' rows stay
+        record = json.loads(doc.with_suffix(".json").read_text())
     for head in heads.split(","):
+        start = time.time()
         record["rows"][head] = {}
         for mode, extra in modes.items():
+            run_dir = ROOT / "logs" / "world_label_windows" / head / mode.replace("/", "_")
             cfg = compose_config("eval", ["experiment=world_maskclip", f"teacher/head={head}",
-                                          *scene, *extra, "paths.output_dir="
-                                          f"{ROOT / 'logs' / 'world_label_windows' / head}"])
+                                          *scene, *extra, f"paths.output_dir={run_dir}"])
             miou = evaluate(cfg)["summary"]["mIoU"]
             record["rows"][head][mode] = miou
             print(f"[{time.time() - start:.0f} s] {head} {mode}: {miou:.1f}", flush=True)
+        record["seconds"][head] = round(time.time() - start)
     lines = [f"| head | {' | '.join(modes)} | windows − whole |", "|---|" + "---:|" * 3]
     for head, row in record["rows"].items():
         whole, windows = row.values()
         lines.append(f"| {LABELS.get(head, head)} | {whole:.1f} | {windows:.1f} | "
                      f"{windows - whole:+.1f} |")
-    record["seconds"] = round(time.time() - start)
     doc.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     doc.with_suffix(".md").write_text(
         f"Pseudo-label windows on the offline world: each head's teacher on {size}-px scenes of "
@@ -167,7 +176,8 @@ def label_windows(heads: str, size: int = 192, window: int = 96, stride: int = 4
         f"(the world CLIP's native input) with stride {stride}. It mirrors MaskCLIP+ on real "
         "data, where a 512-px training crop is labelled whole or with 224/112 windows "
         "(`teacher.pseudo_label_inference`, set for SC-CLIP and ResCLIP). "
-        f"`python scripts/world_heads.py --windows` ({record['seconds']} s).\n\n"
+        f"`python scripts/world_heads.py --windows` ({sum(record['seconds'].values())} s, the "
+        "heads' times summed).\n\n"
         + "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -74,11 +74,28 @@ def pamr_affinity(image: Tensor, dilations: Sequence[int]) -> Tensor:
     Per channel, −|x_p − x_q| is divided by 0.1 × the local standard deviation (over the
     neighbourhood and its centre, at all dilations), averaged over channels, and soft-maxed.
     """
-    neighbours = torch.cat([shifted(image, d) for d in dilations], dim=2)  # B×3×K×H×W
-    window = torch.cat([neighbours] + [image.unsqueeze(2)] * len(dilations), dim=2)
-    std = window.std(dim=2, keepdim=True)
-    affinity = -(neighbours - image.unsqueeze(2)).abs() / (1e-8 + 0.1 * std)
-    return affinity.mean(dim=1, keepdim=True).softmax(dim=2)
+    views = neighbour_views(image, dilations)  # K views B×3×H×W, no copies
+    # The window: the K neighbours and the centre once per dilation; its (unbiased) std per
+    # pixel and channel, in two passes over the views instead of a K-fold stacked tensor.
+    count = len(views) + len(dilations)
+    mean = (image * len(dilations) + sum(views)) / count
+    squares = (image - mean).square() * len(dilations) + sum((v - mean).square() for v in views)
+    scale = 1e-8 + 0.1 * (squares / (count - 1)).sqrt()
+    affinity = torch.stack([-(v - image).abs().div(scale).mean(dim=1) for v in views], dim=1)
+    return affinity.softmax(dim=1).unsqueeze(1)  # B×1×K×H×W
+
+
+def neighbour_views(x: Tensor, dilations: Sequence[int]) -> list[Tensor]:
+    """The 8 neighbours at each dilation (replicate padding), in :func:`shifted`'s order:
+    K = 8·len(dilations) views B×C×H×W into one padded copy per dilation."""
+    height, width = x.shape[-2:]
+    views = []
+    for dilation in dilations:
+        padded = F.pad(x, [dilation] * 4, mode="replicate")
+        views += [padded[..., dilation + dy * dilation: dilation + dy * dilation + height,
+                         dilation + dx * dilation: dilation + dx * dilation + width]
+                  for dy, dx in NEIGHBOURS]
+    return views
 
 
 def pamr_whole(image: Tensor, scores: Tensor, iterations: int = 10,
@@ -110,15 +127,9 @@ def pamr_step(scores: Tensor, affinity: Tensor, dilations: Sequence[int]) -> Ten
         B×C×H×W. The neighbours are accumulated one at a time rather than stacked (the stack
         of K shifted copies made PAMR 4× slower on a CPU and K times larger in memory).
     """
-    height, width = scores.shape[-2:]
     out = torch.zeros_like(scores)
-    k = 0
-    for dilation in dilations:
-        padded = F.pad(scores, [dilation] * 4, mode="replicate")
-        for dy, dx in NEIGHBOURS:
-            top, left = dilation + dy * dilation, dilation + dx * dilation
-            out.addcmul_(padded[..., top:top + height, left:left + width], affinity[:, :, k])
-            k += 1
+    for k, view in enumerate(neighbour_views(scores, dilations)):
+        out.addcmul_(view, affinity[:, :, k])
     return out
 
 

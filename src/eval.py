@@ -24,6 +24,7 @@ from src.callbacks import instantiate_callbacks
 from src.utils.config import (CONFIG_DIR, fidelity_items, instantiate_loggers,
                               require_writable_dir, to_plain)
 from src.utils.io import atomic_write_bytes
+from src.utils.runs import tracked_run
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ def run_settings(cfg: DictConfig) -> dict[str, Any]:
         "head": cfg.teacher.get("head"), "refine": to_plain(cfg.refine),
         "postproc": (cfg.get("postproc") or {}).get("kind", "none"),
         "protocol": protocol.get("name", "none"),
+        "split": cfg.data.get("test_split"),
         "fidelity": fidelity_items(cfg),
         "inference": OmegaConf.to_container(cfg.inference, resolve=True),
         "background_threshold": cfg.get("background_threshold"),
@@ -162,6 +164,7 @@ def corruption_table(clean: float, table: dict[str, dict[int, float]]) -> str:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+@tracked_run("eval", "results.json")
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 

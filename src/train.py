@@ -25,6 +25,7 @@ from src.callbacks import instantiate_callbacks
 from src.utils.config import CONFIG_DIR, instantiate_loggers, require_writable_dir, to_plain
 from src.utils.devices import devices_count, per_device_batch, use_sync_batchnorm
 from src.utils.io import atomic_write_bytes
+from src.utils.runs import tracked_run
 
 log = logging.getLogger(__name__)
 
@@ -297,6 +298,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@tracked_run("train", "metrics.json")
 def main(cfg: DictConfig) -> None:
     train(cfg)
 

@@ -343,6 +343,19 @@ def test_multirun_sweep_two_by_two(tmp_path):
     assert len(runs) == 4
     overrides = {p.parent.joinpath(".hydra", "overrides.yaml").read_text() for p in runs}
     assert len(overrides) == 4
+    # the sweep's table: one row per job, the two varying overrides, val mIoU (no test here)
+    import csv
+    import json
+
+    (summary,) = tmp_path.rglob("summary.csv")
+    with summary.open() as f:
+        table = list(csv.DictReader(f))
+    assert {(t["refine"], t["prompts"]) for t in table} == {
+        (r, p) for r in ("none", "ks") for p in ("single", "world")}
+    for row in table:
+        metrics = json.loads((summary.parent / row["run_dir"] / "metrics.json").read_text())
+        assert row["state"] == "completed" and row["split"] == "val"
+        assert float(row["mIoU"]) == pytest.approx(metrics["val/mIoU"], abs=0.005)
 
 
 def test_student_checkpoint_alone_evaluates_with_src_eval(tmp_path):

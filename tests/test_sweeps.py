@@ -115,6 +115,8 @@ def test_a_real_eval_sweep_with_a_failed_job_ends_in_a_table(tmp_path):
         ("ks", "/does/not/exist.pt")}
     for row in table:
         job = summary.parent / row["run_dir"]
+        tree = (job / "config_tree.log").read_text()  # printed at start, saved in the folder
+        assert "teacher" in tree and row["teacher.pretrained"] in tree
         if row["teacher.pretrained"] == "null":
             assert row["state"] == "completed"
             results = json.loads((job / "results.json").read_text())
@@ -150,3 +152,25 @@ def test_sweeps_in_other_processes_end_in_the_same_table(launcher, tmp_path):
     assert table["null"]["state"] == "completed" and float(table["null"]["mIoU"]) >= 0
     assert table["/does/not/exist.pt"]["state"] == "failed"
     assert "FileNotFoundError" in table["/does/not/exist.pt"]["error"]
+
+
+def test_loggers_are_finished_on_every_path(tmp_path, monkeypatch):
+    """A W&B run left open after a failure would stay incomplete on disk; the wrapper closes
+    it with exit code 1 (0 after success). W&B itself is replaced by a recorder here."""
+    import types
+
+    calls = []
+    recorder = types.SimpleNamespace(run=object(), finish=lambda exit_code: calls.append(
+        exit_code))
+    monkeypatch.setitem(sys.modules, "wandb", recorder)
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "print_config": False})
+
+    @tracked_run("eval", "results.json")
+    def fails(c):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        fails(cfg)
+    tracked_run("eval", "results.json")(lambda c: None)(cfg)
+    assert calls == [1, 0]
+    assert not (tmp_path / "config_tree.log").exists()  # print_config=false

@@ -122,6 +122,8 @@ class SegDataModule(L.LightningDataModule):
             such file is logged once with a warning and counted in :attr:`skipped_files`.
             False (default): training stops with the error naming the file. Validation, test
             and prediction always stop: leaving a sample out would change the score.
+        overfit_batches: None, or train on the first ``overfit_batches`` global batches of the
+            stream over and over (``debug=overfit``: the loss must fall towards zero).
     """
 
     ignore_index: int = IGNORE_INDEX
@@ -150,6 +152,7 @@ class SegDataModule(L.LightningDataModule):
         cat_max_ratio: float | None = None,
         photometric: str = "jitter",
         skip_unreadable: bool = False,
+        overfit_batches: int | None = None,
     ) -> None:
         super().__init__()
         DATASETS.resolve(dataset)  # an unknown key raises a ValueError listing the known ones
@@ -181,6 +184,7 @@ class SegDataModule(L.LightningDataModule):
         self.name = name or dataset
         self.root = root
         self.seed = int(seed)
+        self.overfit_batches = overfit_batches
         self._resume_step = 0
         self.vocabulary = vocabulary
         self.num_classes = num_classes
@@ -381,7 +385,9 @@ class SegDataModule(L.LightningDataModule):
         rank = trainer.global_rank if trainer is not None else 0
         world = trainer.world_size if trainer is not None else 1
         accumulate = trainer.accumulate_grad_batches if trainer is not None else 1
-        sampler = StepSampler(self.batch_size, rank, world, self._resume_step * accumulate)
+        sampler = StepSampler(self.batch_size, rank, world, self._resume_step * accumulate,
+                              cycle=(None if self.overfit_batches is None
+                                     else int(self.overfit_batches) * accumulate))
         return DataLoader(
             StepSeededDataset(self.train_set, self.seed, skip_unreadable=self.skip_unreadable),
             batch_size=self.batch_size,

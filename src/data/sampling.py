@@ -111,19 +111,25 @@ class StepSampler(Sampler[int]):
         batch_size: per-device batch B.
         rank, world_size: this process's slice.
         start_step: first micro-step (optimizer step × gradient accumulation on resume).
+        cycle: None, or repeat the first ``cycle`` micro-steps' positions forever (``debug=overfit``:
+            the same few batches many times; crops and augmentation repeat with them).
     """
 
     def __init__(self, batch_size: int, rank: int = 0, world_size: int = 1,
-                 start_step: int = 0) -> None:
+                 start_step: int = 0, cycle: int | None = None) -> None:
+        if cycle is not None and int(cycle) < 1:
+            raise ValueError(f"data.overfit_batches must be >= 1 (or null), got {cycle}")
         self.batch_size = batch_size
         self.rank = rank
         self.world_size = world_size
         self.start_step = start_step
+        self.cycle = None if cycle is None else int(cycle)
 
     def __iter__(self) -> Iterator[int]:
         step = self.start_step
         global_batch = self.batch_size * self.world_size
         while True:
-            first = step * global_batch + self.rank * self.batch_size
+            position = step % self.cycle if self.cycle else step
+            first = position * global_batch + self.rank * self.batch_size
             yield from range(first, first + self.batch_size)
             step += 1

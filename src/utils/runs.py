@@ -1,4 +1,4 @@
-"""A run folder's ``status.json``: what an entry point did, written on every path.
+"""What wraps every entry point: ``status.json``, the config tree, loggers finished.
 
 Every ``src.eval`` and ``src.train`` run writes ``status.json`` into its output folder when it
 starts (``running``), and again when it ends: ``completed`` with the file holding its metrics
@@ -42,6 +42,62 @@ def read_status(run_dir: str | Path) -> dict[str, Any] | None:
         return None
 
 
+#: The config groups printed first in the tree, in this order; the other keys follow.
+TREE_ORDER = ("data", "teacher", "student", "prompts", "refine", "postproc", "inference",
+              "trainer", "logger", "callbacks", "paths")
+
+
+def print_config_tree(cfg: DictConfig, save_dir: str | Path | None = None,
+                      resolve: bool = True) -> str:
+    """Print the composed config as a rich tree (groups first) and save it as
+    ``save_dir/config_tree.log``; returns the plain text.
+
+    Values that cannot be resolved (a missing environment variable, ``???``) are shown
+    unresolved rather than stopping the run here; the entry point reports them itself.
+    """
+    import io
+
+    from omegaconf import OmegaConf
+    from rich.console import Console
+    from rich.syntax import Syntax
+    from rich.tree import Tree
+
+    tree = Tree("config", guide_style="dim")
+    keys = [k for k in TREE_ORDER if k in cfg] + [k for k in cfg if k not in TREE_ORDER]
+    for key in keys:
+        branch = tree.add(str(key), guide_style="dim")
+        node = cfg[key] if not OmegaConf.is_missing(cfg, key) else "???"
+        try:
+            text = (OmegaConf.to_yaml(node, resolve=resolve) if OmegaConf.is_config(node)
+                    else str(node))
+        except Exception:  # an interpolation that only resolves later (or never)
+            text = OmegaConf.to_yaml(node, resolve=False) if OmegaConf.is_config(node) \
+                else str(node)
+        branch.add(Syntax(text, "yaml", theme="ansi_dark", word_wrap=True))
+    Console().print(tree)
+    buffer = io.StringIO()
+    Console(file=buffer, width=120, color_system=None).print(tree)
+    plain = buffer.getvalue()
+    if save_dir is not None:
+        try:
+            path = Path(save_dir) / "config_tree.log"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, plain.encode("utf-8"))
+        except OSError as err:  # the entry point itself says what is wrong with the folder
+            log.warning("could not save the config tree in %s: %s", save_dir, err)
+    return plain
+
+
+def finish_loggers(failed: bool) -> None:
+    """Close a W&B run if one is open (exit code 1 after a failure), so that an offline run is
+    complete on disk and the next job in the same process starts a new one."""
+    import sys
+
+    wandb = sys.modules.get("wandb")  # only if the run imported it
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish(exit_code=1 if failed else 0)
+
+
 def tracked_run(task: str, metrics_file: str) -> Callable:
     """Decorate an entry point's ``fn(cfg)`` so that its run folder gets a status on every path.
 
@@ -50,8 +106,10 @@ def tracked_run(task: str, metrics_file: str) -> Callable:
         metrics_file: the file, relative to the run folder, the entry point writes its
             metrics to.
 
-    The error is recorded and re-raised: a failed job still fails (Hydra's sweep reports it),
-    and its row in the sweep summary says ``failed`` with the message.
+    The wrapper also prints the composed config as a tree at the start and saves it as
+    ``config_tree.log`` (``print_config=false`` turns both off), and finishes the loggers (W&B)
+    on every path. The error is recorded and re-raised: a failed job still fails (Hydra's sweep
+    reports it), and its row in the sweep summary says ``failed`` with the message.
     """
 
     def decorate(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
@@ -67,12 +125,19 @@ def tracked_run(task: str, metrics_file: str) -> Callable:
                     log.warning("could not write %s in %s: %s", STATUS_FILE, run_dir, err)
 
             status("running")
+            failed = True
             try:
+                tree = print_config_tree if cfg.get("print_config", True) else None
+                if tree is not None:
+                    tree(cfg, run_dir)
                 result = fn(cfg)
+                failed = False
             except BaseException as err:  # KeyboardInterrupt too: the run did not finish
                 status("failed", error=f"{type(err).__name__}: {err}"[:2000],
                        seconds=round(time.time() - started, 1))
                 raise
+            finally:
+                finish_loggers(failed)
             status("completed", seconds=round(time.time() - started, 1))
             return result
 

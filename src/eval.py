@@ -24,7 +24,7 @@ from src.callbacks import instantiate_callbacks
 from src.utils.config import (CONFIG_DIR, fidelity_items, instantiate_loggers,
                               require_writable_dir, to_plain)
 from src.utils.io import atomic_write_bytes
-from src.utils.runs import tracked_run
+from src.utils.runs import optimized_value, refuse_test_split_in_search, tracked_run
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from src.prompts.vocabulary import load_vocabulary
 
     require_writable_dir(cfg.paths.output_dir)  # before any model is built
+    refuse_test_split_in_search(cfg, "eval")
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     if cfg.get("ckpt_path"):
@@ -165,8 +166,9 @@ def corruption_table(clean: float, table: dict[str, dict[int, float]]) -> str:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 @tracked_run("eval", "results.json")
-def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+def main(cfg: DictConfig) -> float | None:
+    """``python -m src.eval``; returns ``optimized_metric`` of the summary for a sweeper."""
+    return optimized_value(cfg, evaluate(cfg)["summary"])
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from src.callbacks import instantiate_callbacks
 from src.utils.config import CONFIG_DIR, instantiate_loggers, require_writable_dir, to_plain
 from src.utils.devices import devices_count, per_device_batch, use_sync_batchnorm
 from src.utils.io import atomic_write_bytes
-from src.utils.runs import tracked_run
+from src.utils.runs import optimized_value, refuse_test_split_in_search, tracked_run
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +253,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     out = require_writable_dir(cfg.paths.output_dir, purpose="src.train writes its "
                                "checkpoints, logs and metrics.json there")
+    refuse_test_split_in_search(cfg, "train")
     L.seed_everything(cfg.seed, workers=True)
     devices = devices_count(cfg.trainer.get("devices", 1))
     batch, accumulate = per_device_batch(cfg.global_batch_size, devices,
@@ -299,8 +300,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 @tracked_run("train", "metrics.json")
-def main(cfg: DictConfig) -> None:
-    train(cfg)
+def main(cfg: DictConfig) -> float | None:
+    """``python -m src.train``; returns ``optimized_metric`` for a sweeper."""
+    return optimized_value(cfg, train(cfg))
 
 
 if __name__ == "__main__":

@@ -144,3 +144,37 @@ def tracked_run(task: str, metrics_file: str) -> Callable:
         return wrapper
 
     return decorate
+
+
+def optimized_value(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:
+    """The value an entry point returns to a Hydra sweeper (Optuna): ``metrics[optimized_metric]``,
+    or None when no search is configured.
+
+    Raises:
+        KeyError: naming the metric and the ones there are.
+    """
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name not in metrics:
+        raise KeyError(f"optimized_metric={name!r} is not among this run's metrics "
+                       f"({sorted(metrics)}); choose one of them")
+    return float(metrics[name])
+
+
+def refuse_test_split_in_search(cfg: DictConfig, task: str) -> None:
+    """A search (``optimized_metric`` set) must not see the test split.
+
+    Raises:
+        ValueError: src.eval evaluating ``data.test_split=test``, or src.train with
+            ``test_after_fit=true`` or a metric that is not a validation one.
+    """
+    name = cfg.get("optimized_metric")
+    if not name:
+        return
+    if task == "eval" and cfg.data.get("test_split") == "test":
+        raise ValueError(f"optimized_metric={name} makes this a search, which must not read the "
+                         "test split: set data.test_split=val (hparams_search configs do)")
+    if task == "train" and (cfg.get("test_after_fit") or not str(name).startswith("val/")):
+        raise ValueError(f"optimized_metric={name} makes this a search, which must not read the "
+                         "test split: set test_after_fit=false and optimize a val/ metric")

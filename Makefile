@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 
-.PHONY: help install test test-full test-gpu demo bench bench-gpu world-clip world-proxy world-claims clean
+.PHONY: help install test test-full test-min test-gpu demo bench bench-gpu world-clip world-proxy world-claims clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -25,6 +25,12 @@ test: install ## Run the fast CPU test suite (offline)
 
 test-full: install ## Run every test that this machine can run, slow ones included
 	WANDB_MODE=disabled $(PY) -m pytest -m "not gpu" -q
+
+test-min: ## The fast suite against the lower dependency bounds (constraints-min.txt) in .venv-min; not in CI
+	$(PYTHON) -m venv .venv-min
+	.venv-min/bin/python -m pip install --quiet --upgrade pip
+	.venv-min/bin/python -m pip install --quiet -c constraints-min.txt -e '.[dev]'
+	WANDB_MODE=disabled .venv-min/bin/python -m pytest -m "not slow and not gpu" -q -p no:cacheprovider
 
 test-gpu: install ## Run the CUDA checks (tests marked gpu; needs a GPU)
 	WANDB_MODE=disabled $(PY) -m pytest -m gpu -q

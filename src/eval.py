@@ -56,7 +56,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                                unseen=unseen, image_mean=mean, image_std=std,
                                background_threshold=cfg.get("background_threshold"))
     loggers = instantiate_loggers(cfg.get("logger"))
-    callbacks = instantiate_callbacks(cfg.get("callbacks"))  # conf/callbacks/eval.yaml: panels
+    callbacks = instantiate_callbacks(cfg.get("callbacks"), cfg.trainer,  # conf/callbacks/eval.yaml: panels
+                                      has_logger=bool(loggers))
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

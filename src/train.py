@@ -277,7 +277,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     module.hparams.update(image_mean=list(mean), image_std=list(std))
     datamodule.set_suppressed_classes(module.suppressed_classes)
     loggers = instantiate_loggers(cfg.get("logger"))
-    callbacks = instantiate_callbacks(cfg.get("callbacks"))  # checkpoints, validation panels
+    callbacks = instantiate_callbacks(cfg.get("callbacks"), cfg.trainer,  # checkpoints, validation panels
+                                      has_logger=bool(loggers))
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks,
                                      accumulate_grad_batches=accumulate,
                                      sync_batchnorm=use_sync_batchnorm(cfg.trainer, devices))

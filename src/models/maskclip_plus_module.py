@@ -361,7 +361,6 @@ class MaskCLIPPlusLitModule(StudentEvalSteps, L.LightningModule):
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/phase", float(PHASES[self.phase_at(step)]))
         self.log("train/round", float(self.round_at(step)))
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         skipped = getattr(self.trainer.datamodule, "num_skipped_files", 0)
         if skipped:  # data.skip_unreadable=true: unreadable files replaced so far (this rank)
             self.log("train/skipped_files", float(skipped))
@@ -438,7 +437,9 @@ class MaskCLIPPlusLitModule(StudentEvalSteps, L.LightningModule):
             optimizer, lambda step: poly_lr_factor(step, self.max_steps, cfg["lr"],
                                                    cfg["min_lr"], cfg["power"]))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule,
-                                                         "interval": "step"}}
+                                                         "interval": "step",
+                                                         # LearningRateMonitor logs it
+                                                         "name": "train/lr"}}
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -17,7 +17,6 @@ published rows (CLIP ViT-B/16, OpenAI weights; sources at ``PUBLISHED``) follow.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -54,13 +53,15 @@ HEAD_NAMES = {"maskclip": "MaskCLIP", "clearclip": "ClearCLIP", "sclip": "SCLIP"
 
 
 def gather(folders: list[Path]) -> dict[tuple[str, str, str], dict[str, float]]:
-    """(head, protocol, postproc) → {dataset: mIoU} from every results.json found."""
+    """(head, protocol, postproc) → {dataset: mIoU} from every completed run's results.json
+    (src.utils.sweeps.completed_runs: failed runs are skipped with a warning)."""
+    from src.utils.sweeps import completed_runs
+
     rows: dict[tuple[str, str, str], dict[str, float]] = {}
     for folder in folders:
         if not folder.exists():
             raise SystemExit(f"error: {folder} does not exist")
-        for path in sorted(folder.rglob("results.json")):
-            result = json.loads(path.read_text())
+        for path, result in completed_runs(folder, "results.json"):  # the sweep tables' reader
             settings = result.get("settings")
             if not settings or "summary" not in result:
                 print(f"warning: {path} has no settings (not a src.eval run); skipped",

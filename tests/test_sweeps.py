@@ -174,3 +174,18 @@ def test_loggers_are_finished_on_every_path(tmp_path, monkeypatch):
     tracked_run("eval", "results.json")(lambda c: None)(cfg)
     assert calls == [1, 0]
     assert not (tmp_path / "config_tree.log").exists()  # print_config=false
+
+
+def test_bench8_table_reads_completed_runs_only(tmp_path):
+    """The 8-benchmark table gathers runs through the sweep reader: a failed run's stale
+    results.json (from an earlier attempt in the same folder) is not a result."""
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from scripts.bench8_table import gather
+
+    def result(miou):
+        return {"summary": {"mIoU": miou}, "settings": {"head": "maskclip", "protocol": "common",
+                                                        "postproc": "none", "data": "voc21"}}
+
+    fake_job(tmp_path, 0, ["data=voc21"], "completed", result(40.0))
+    fake_job(tmp_path, 1, ["data=voc21"], "failed", result(99.0), error="RuntimeError: x")
+    assert gather([tmp_path]) == {("maskclip", "common", "none"): {"voc21": 40.0}}

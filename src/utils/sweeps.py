@@ -28,10 +28,17 @@ from src.utils.runs import read_status
 METRICS = ("mIoU", "mIoU_seen", "mIoU_unseen", "hIoU", "corruption_mean")
 
 
+#: Files that mark a run folder (besides Hydra's ``.hydra/overrides.yaml``).
+RUN_MARKERS = ("status.json", "results.json", "metrics.json")
+
+
 def job_folders(sweep_dir: str | Path) -> list[Path]:
-    """The job folders of a sweep (those with ``.hydra/overrides.yaml``), in job-number order."""
+    """The run folders under ``sweep_dir`` (those with ``.hydra/overrides.yaml``, a status or a
+    metrics file; itself included), in job-number order."""
     sweep_dir = Path(sweep_dir)
-    found = [p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")]
+    found = {p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")}
+    for marker in RUN_MARKERS:
+        found |= {p.parent for p in sweep_dir.glob(f"**/{marker}")}
 
     def order(path: Path) -> tuple:
         rel = path.relative_to(sweep_dir).parts
@@ -40,11 +47,34 @@ def job_folders(sweep_dir: str | Path) -> list[Path]:
     return sorted(found, key=order)
 
 
+def completed_runs(folder: str | Path, metrics_file: str) -> list[tuple[Path, dict[str, Any]]]:
+    """(run folder, its metrics file's content) for every run under ``folder`` that completed;
+    a run whose status says otherwise is skipped with a warning (tables built on this, such as
+    scripts/bench8_table.py, never read a failed run's leftovers)."""
+    import sys
+
+    out = []
+    for job_dir in job_folders(folder):
+        status = read_status(job_dir)
+        if status is not None and status.get("state") != "completed":
+            print(f"warning: {job_dir} is {status.get('state')} "
+                  f"({status.get('error') or 'no error recorded'}); skipped", file=sys.stderr)
+            continue
+        try:
+            out.append((job_dir, json.loads((job_dir / metrics_file).read_text("utf-8"))))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
 def read_overrides(job_dir: Path) -> dict[str, str]:
     """``key=value`` overrides of a job, from the list Hydra saved (``+``/``~`` kept in the key)."""
     from omegaconf import OmegaConf
 
-    items = OmegaConf.to_container(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"))
+    path = job_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():  # a run made by calling the entry point's function
+        return {}
+    items = OmegaConf.to_container(OmegaConf.load(path))
     out: dict[str, str] = {}
     for item in items or []:
         key, _, value = str(item).partition("=")

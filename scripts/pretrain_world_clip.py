@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import hashlib
 import json
 import math
-import platform
 import shlex
 import sys
 import time
@@ -35,6 +33,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 import src.models.clip_loading  # noqa: E402,F401  (registers the project's model configs)
 from src.data.world import generate_scene  # noqa: E402
+from scripts._assets import provenance, save_fp16  # noqa: E402
 from src.models.clip_pretraining_loss import MultiPositiveClipLoss, caption_ids  # noqa: E402
 
 # Scene streams: 0/1/2 are the world's train/val/test splits; CLIP never sees those images.
@@ -67,18 +66,6 @@ def retrieval_at_1(model, tokenizer, images: torch.Tensor, captions: list[str]) 
     t2i = (truth[best_image] == torch.arange(len(unique))).float().mean().item()
     model.train()
     return {"i2t_r1": i2t, "t2i_r1": t2i}
-
-
-def save_fp16(model: torch.nn.Module, path: Path) -> str:
-    """Write an fp16 safetensors state dict atomically; return its sha256."""
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp))
-    tmp.replace(path)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def lr_at(step: int, total: int, warmup: int, base_lr: float) -> float:
@@ -176,11 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": args.threads, "pretrain_scene_seed": PRETRAIN_SEED,
         "heldout_scene_seed": HELDOUT_SEED, "eval_pairs": args.eval_pairs,
         "final": history[-1], "history": history,
-        "wall_minutes": (time.time() - started) / 60,
-        "sha256": sha, "size_bytes": args.out.stat().st_size,
-        "versions": {"torch": torch.__version__, "open_clip": open_clip.__version__,
-                     "python": platform.python_version()},
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        **provenance(args.out, sha, started, open_clip=open_clip.__version__),
     }
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"saved {args.out} ({record['size_bytes'] / 2**20:.1f} MiB), "

@@ -41,10 +41,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import hashlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -60,6 +58,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from src.data.world import SPLIT_SEEDS, SPLIT_SIZES, generate_scene  # noqa: E402
+from scripts._assets import provenance, save_fp16  # noqa: E402
 
 DEFAULT_OUT = ROOT / "assets" / "world_proxy" / "world-proxy.safetensors"
 # The world CLIP's input statistics (open_clip's OpenAI mean/std): one normalised tensor for both.
@@ -257,18 +256,6 @@ def lr_at(step: int, total: int, warmup: int, base: float, final: float = 0.0) -
     return final + 0.5 * (base - final) * (1 + math.cos(math.pi * progress))
 
 
-def save_fp16(module: nn.Module, path: Path) -> str:
-    """Write an fp16 safetensors state dict atomically; return its sha256."""
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(torch.float16).contiguous() for k, v in module.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp))
-    tmp.replace(path)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def train(args: argparse.Namespace, argv: list[str] | None) -> dict:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -423,11 +410,7 @@ def train(args: argparse.Namespace, argv: list[str] | None) -> dict:
         "recipe": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                    if k not in ("out", "ckpt_dir", "probe_only", "no_probe")},
         "final": history[-1], "history": history,
-        "wall_minutes": (time.time() - started) / 60,
-        "sha256": sha, "size_bytes": args.out.stat().st_size,
-        "versions": {"torch": torch.__version__, "timm": timm.__version__,
-                     "python": platform.python_version()},
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        **provenance(args.out, sha, started, timm=timm.__version__),
     }
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"saved {args.out} ({record['size_bytes'] / 2**20:.2f} MiB) after "

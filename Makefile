@@ -30,7 +30,7 @@ test-min: ## The fast suite against the lower dependency bounds (constraints-min
 	$(PYTHON) -m venv .venv-min
 	.venv-min/bin/python -m pip install --quiet --upgrade pip
 	.venv-min/bin/python -m pip install --quiet -c constraints-min.txt -e '.[dev]'
-	WANDB_MODE=disabled .venv-min/bin/python -m pytest -m "not slow and not gpu" -q -p no:cacheprovider
+	WANDB_MODE=disabled NO_ALBUMENTATIONS_UPDATE=1 .venv-min/bin/python -m pytest -m "not slow and not gpu" -q -p no:cacheprovider --import-mode=importlib
 
 test-gpu: install ## Run the CUDA checks (tests marked gpu; needs a GPU)
 	WANDB_MODE=disabled $(PY) -m pytest -m gpu -q

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_train import FAST, compose_train
+from tests.test_train import FAST, compose_train
 
 # Two steps of two 32-px crops, no validation: what checkpoints and divergence need.
 TINY_RUN = ["experiment=world_annofree", *FAST, "data.dataset_kwargs.num_images=2",

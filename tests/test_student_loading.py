@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from test_train import FAST, compose_train, old_layout_checkpoint
+from tests.test_train import FAST, compose_train, old_layout_checkpoint
 
 # Two steps of two 32-px crops of the zero-shot world, one checkpoint, no validation or test.
 TINY_RUN = ["experiment=world_zs", *FAST, "data.dataset_kwargs.num_images=2",

@@ -56,6 +56,32 @@ def test_world_teacher_under_gpu_autocast_matches_cpu_fp32(dtype):
     assert abs(gpu_miou - cpu_miou) <= 0.5, (cpu_miou, gpu_miou)
 
 
+@pytest.mark.parametrize("head", ["scclip", "resclip", "proxyclip_world"])
+def test_frontier_heads_under_gpu_autocast_match_cpu_fp32(head):
+    """Each frontier head on the world (ProxyCLIP with the world's proxy), composed as the
+    heads table composes it: bf16 autocast on the GPU labels like fp32 on the CPU (the hard
+    decisions run in fp32 inside each head)."""
+    from src.builders import build_teacher
+    from src.utils.experiments import compose_config
+    from src.utils.precision import gpu_autocast
+
+    cfg = compose_config("eval", ["experiment=world_maskclip", f"teacher/head={head}"])
+    teacher = build_teacher(cfg)
+    teacher.set_vocabulary("world", "world")
+    images, masks = _world_test_split(teacher)
+    images, masks = images[:64], masks[:64]
+    cpu_labels = torch.cat([teacher(chunk).argmax(1) for chunk in images.split(16)])
+    teacher = teacher.cuda()
+    with gpu_autocast("cuda", "bfloat16"):
+        gpu_labels = torch.cat([teacher(chunk.cuda()).argmax(1).cpu()
+                                for chunk in images.split(16)])
+    agreement = (gpu_labels == cpu_labels).float().mean().item()
+    cpu_miou, gpu_miou = _miou(cpu_labels, masks), _miou(gpu_labels, masks)
+    print(f"{head}: pixel agreement {agreement:.4f}, mIoU cpu {cpu_miou:.2f} gpu {gpu_miou:.2f}")
+    assert agreement >= 0.97, agreement
+    assert abs(gpu_miou - cpu_miou) <= 1.0, (cpu_miou, gpu_miou)
+
+
 def test_sliding_window_crop_batches_agree_on_gpu():
     """Every crop of a 2:1 (Cityscapes-shaped) image in one forward gives the one-crop-at-a-time
     scores."""

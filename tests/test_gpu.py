@@ -25,6 +25,19 @@ def _world_test_split(teacher):
     return images, masks
 
 
+def _cpu_and_gpu_labels(teacher, images: torch.Tensor, dtype: str, chunk: int):
+    """Labels of ``images`` (N×3×H×W) on the CPU in fp32, then on the GPU under ``dtype``
+    autocast (the teacher is moved there): two N×H×W tensors on the CPU."""
+    from src.utils.precision import gpu_autocast
+
+    cpu_labels = torch.cat([teacher(part).argmax(1) for part in images.split(chunk)])
+    teacher = teacher.cuda()
+    with gpu_autocast("cuda", dtype):
+        gpu_labels = torch.cat([teacher(part.cuda()).argmax(1).cpu()
+                                for part in images.split(chunk)])
+    return cpu_labels, gpu_labels
+
+
 def _miou(labels: torch.Tensor, masks: torch.Tensor) -> float:
     from src.data.world import CLASSES
     from src.metrics.segmentation import SegmentationIoU
@@ -39,16 +52,11 @@ def test_world_teacher_under_gpu_autocast_matches_cpu_fp32(dtype):
     """The committed world CLIP on the test split: labels on the GPU under autocast agree with the
     CPU's fp32 labels on nearly every pixel, and the mIoU moves by less than half a point."""
     from src.models.teacher import MaskCLIPTeacher
-    from src.utils.precision import gpu_autocast
 
     teacher = MaskCLIPTeacher("world-vit", str(CHECKPOINT), cache_dir=None,
                               vocabulary="world", templates="world")
     images, masks = _world_test_split(teacher)
-    cpu_labels = torch.cat([teacher(chunk).argmax(1) for chunk in images.split(50)])
-    teacher = teacher.cuda()
-    with gpu_autocast("cuda", dtype):
-        gpu_labels = torch.cat([teacher(chunk.cuda()).argmax(1).cpu()
-                                for chunk in images.split(50)])
+    cpu_labels, gpu_labels = _cpu_and_gpu_labels(teacher, images, dtype, chunk=50)
     agreement = (gpu_labels == cpu_labels).float().mean().item()
     cpu_miou, gpu_miou = _miou(cpu_labels, masks), _miou(gpu_labels, masks)
     print(f"{dtype}: pixel agreement {agreement:.4f}, mIoU cpu {cpu_miou:.2f} gpu {gpu_miou:.2f}")
@@ -63,18 +71,13 @@ def test_frontier_heads_under_gpu_autocast_match_cpu_fp32(head):
     decisions run in fp32 inside each head)."""
     from src.builders import build_teacher
     from src.utils.experiments import compose_config
-    from src.utils.precision import gpu_autocast
 
     cfg = compose_config("eval", ["experiment=world_maskclip", f"teacher/head={head}"])
     teacher = build_teacher(cfg)
     teacher.set_vocabulary("world", "world")
     images, masks = _world_test_split(teacher)
     images, masks = images[:64], masks[:64]
-    cpu_labels = torch.cat([teacher(chunk).argmax(1) for chunk in images.split(16)])
-    teacher = teacher.cuda()
-    with gpu_autocast("cuda", "bfloat16"):
-        gpu_labels = torch.cat([teacher(chunk.cuda()).argmax(1).cpu()
-                                for chunk in images.split(16)])
+    cpu_labels, gpu_labels = _cpu_and_gpu_labels(teacher, images, "bfloat16", chunk=16)
     agreement = (gpu_labels == cpu_labels).float().mean().item()
     cpu_miou, gpu_miou = _miou(cpu_labels, masks), _miou(gpu_labels, masks)
     print(f"{head}: pixel agreement {agreement:.4f}, mIoU cpu {cpu_miou:.2f} gpu {gpu_miou:.2f}")

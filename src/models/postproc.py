@@ -59,15 +59,6 @@ class PostprocConfig:
             raise ValueError("postproc: iterations >= 1 and positive dilations are required")
 
 
-def shifted(x: Tensor, dilation: int) -> Tensor:
-    """The 8 neighbours of every pixel at ``dilation`` (replicate padding): B×C×8×H×W."""
-    height, width = x.shape[-2:]
-    padded = F.pad(x, [dilation] * 4, mode="replicate")
-    return torch.stack([padded[..., dilation + dy * dilation: dilation + dy * dilation + height,
-                               dilation + dx * dilation: dilation + dx * dilation + width]
-                        for dy, dx in NEIGHBOURS], dim=2)
-
-
 def pamr_affinity(image: Tensor, dilations: Sequence[int]) -> Tensor:
     """Neighbour weights from the image: B×1×K×H×W, softmax over the K neighbours.
 
@@ -86,8 +77,9 @@ def pamr_affinity(image: Tensor, dilations: Sequence[int]) -> Tensor:
 
 
 def neighbour_views(x: Tensor, dilations: Sequence[int]) -> list[Tensor]:
-    """The 8 neighbours at each dilation (replicate padding), in :func:`shifted`'s order:
-    K = 8·len(dilations) views B×C×H×W into one padded copy per dilation."""
+    """The 8 neighbours at each dilation (replicate padding), dilation-major, each dilation's in
+    :data:`NEIGHBOURS` order: K = 8·len(dilations) views B×C×H×W into one padded copy per
+    dilation."""
     height, width = x.shape[-2:]
     views = []
     for dilation in dilations:
@@ -121,7 +113,7 @@ def pamr_step(scores: Tensor, affinity: Tensor, dilations: Sequence[int]) -> Ten
 
     Args:
         scores: B×C×H×W; affinity: B×1×K×H×W from :func:`pamr_affinity` (K = 8 per dilation,
-            in :func:`shifted`'s order).
+            in :func:`neighbour_views`' order).
 
     Returns:
         B×C×H×W. The neighbours are accumulated one at a time rather than stacked (the stack

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 
-.PHONY: help install test test-full test-min test-gpu demo bench bench-gpu world-clip world-proxy world-claims clean
+.PHONY: help install test test-full test-min test-gpu demo app bench bench-gpu world-clip world-proxy world-claims world-fresh clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ test-gpu: install ## Run the CUDA checks (tests marked gpu; needs a GPU)
 demo: install ## MaskCLIP on the offline world: table, overlays, W&B offline run (CPU, no download)
 	$(PY) scripts/demo.py
 
+app: install ## The labelling page (python -m src.app): prints its address (ARGS='teacher.pretrained=...')
+	$(PY) -m src.app $(ARGS)
+
 world-clip: install ## Re-train the offline world's CLIP (~35 min on 2 CPU cores)
 	$(PY) scripts/pretrain_world_clip.py
 
@@ -46,6 +49,9 @@ world-proxy: install ## Re-train the offline world's proxy ViT (~30 min on 2 CPU
 
 world-claims: install ## Measure the paper's claims on the offline world (docs/world_claims.md)
 	$(PY) scripts/world_claims.py
+
+world-fresh: install ## The world's claims as mean ± std over fresh worlds (docs/world_fresh.md, ~20 min)
+	$(PY) scripts/world_fresh.py
 
 bench: install ## Speed and memory ratios (python -m scripts.bench): bench.json, bench.md, bench_resolution.png
 	$(PY) -m scripts.bench --out docs/bench.json --markdown docs/bench.md

@@ -135,8 +135,14 @@ def record_job(out: Path, identity: dict[str, Any], resumed: dict[str, Any] | No
 # --------------------------------------------------------------------------- the labeller
 
 
-def build_labeller(cfg: DictConfig):
+def build_labeller(cfg: DictConfig, teacher=None):
     """Teacher (``teacher=``, ``classes=``) or student (``ckpt_path=``) → (labeller, settings).
+
+    Args:
+        cfg: a composed ``predict`` (or ``label``) config.
+        teacher: an already built ``MaskCLIPTeacher`` to use instead of building ``cfg.teacher``
+            (the page, src.app, keeps one per weights and sets its head and refinement per
+            request); its vocabulary is set to ``cfg.classes`` here.
 
     Returns:
         (DenseLabeller, dict of the settings that produced the labels, (mean, std)).
@@ -153,7 +159,8 @@ def build_labeller(cfg: DictConfig):
     from src.builders import build_teacher
 
     vocabulary = with_background(load_classes(cfg.classes), background)
-    teacher = build_teacher(cfg)
+    if teacher is None:
+        teacher = build_teacher(cfg)
     teacher.set_vocabulary(vocabulary, to_plain(cfg.prompts.templates))
     labeller = DenseLabeller(teacher, vocabulary, teacher.output_stride, inference,
                              background.threshold)

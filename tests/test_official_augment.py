@@ -435,8 +435,27 @@ def test_jitter_with_cat_max_ratio_pads_in_the_crop_step():
     assert out["image"].shape == (3, 32, 48) and (out["mask"] == 255).sum() == 32 * 48 - 20 * 28
 
 
+def test_photometric_none_changes_geometry_only():
+    # Same seed, same crop and flip: 'none' must equal 'jitter' minus the colour change, so the
+    # output is the flipped-or-not input itself, normalised (the world's classes are colours).
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    mask = rng.integers(0, 5, (16, 16), dtype=np.uint8)
+    tf = build_train_transform((16, 16), (16, 16), MEAN, STD, ratio_range=(1.0, 1.0),
+                               photometric="none")
+    names = [type(t).__name__ for t in tf.pipeline.transforms]
+    assert "ColorJitter" not in names and "HorizontalFlip" in names
+    mean, std = np.array(MEAN) * 255, np.array(STD) * 255
+    for _ in range(6):
+        out = tf(image=image, mask=mask)
+        flipped = bool((out["mask"].numpy() != mask).any())
+        source = image[:, ::-1] if flipped else image
+        expected = (source - mean) / std
+        assert np.allclose(out["image"].numpy().transpose(1, 2, 0), expected, atol=1e-4)
+
+
 def test_build_train_transform_checks_switches():
-    with pytest.raises(ValueError, match="photometric must be 'jitter' or 'mmseg'"):
+    with pytest.raises(ValueError, match="photometric must be 'jitter', 'mmseg' or 'none'"):
         build_train_transform((8, 8), (8, 8), MEAN, STD, photometric="color")
     with pytest.raises(ValueError, match=r"cat_max_ratio must be in \(0, 1\]"):
         build_train_transform((8, 8), (8, 8), MEAN, STD, cat_max_ratio=2)
@@ -480,7 +499,7 @@ def test_datamodule_official_augment_on_world():
 
 
 def test_datamodule_rejects_bad_switches():
-    with pytest.raises(ValueError, match="data.photometric must be 'jitter' or 'mmseg'"):
+    with pytest.raises(ValueError, match="data.photometric must be 'jitter', 'mmseg' or 'none'"):
         world_dm(photometric="colour")
     for bad in (0, 0.0, -0.5, 1.01, "0.75", True):
         with pytest.raises(ValueError, match=r"data.cat_max_ratio must be in \(0, 1\]"):

@@ -132,3 +132,24 @@ def test_world_is_registered_without_importing_it():
     result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+
+
+def test_fresh_world_from_the_composed_config_shifts_every_split():
+    # `data.dataset_kwargs.seed_offset=k` is how scripts/world_fresh.py and users get a fresh
+    # world: every split's scenes are new draws (seed + 1000 k), and offset 0 is the standard one.
+    from hydra.utils import instantiate
+
+    from src.data.world import SPLIT_SEEDS
+    from src.utils.experiments import compose_config
+
+    for offset in (0, 3):
+        cfg = compose_config("train", ["experiment=world_annofree",
+                                       f"data.dataset_kwargs.seed_offset={offset}",
+                                       "data.dataset_kwargs.num_images=2"])
+        dm = instantiate(cfg.data)
+        for split in ("train", "val", "test"):
+            dataset = dm.build_dataset(split)
+            expected = generate_scene(SPLIT_SEEDS[split] + 1000 * offset, 1)
+            assert np.array_equal(dataset.load_mask(1), expected.mask), (split, offset)
+    fresh, standard = WorldDataset(split="test", seed_offset=3), WorldDataset(split="test")
+    assert not np.array_equal(fresh.load_image(0), standard.load_image(0))

@@ -115,8 +115,8 @@ class SegDataModule(L.LightningDataModule):
             covers ``>= cat_max_ratio`` of it; classes given to :meth:`set_suppressed_classes`
             count as one category, as in the official pipeline.
         photometric: 'jitter' (ColorJitter approximation, padding with the mean colour in the
-            crop step) or 'mmseg' (the exact mmseg 0.20.2 ``PhotoMetricDistortion``, padding after
-            normalisation); see :func:`~src.data.transforms.build_train_transform`.
+            crop step), 'mmseg' (the exact mmseg 0.20.2 ``PhotoMetricDistortion``, padding after
+            normalisation) or 'none' (no colour change); see :func:`~src.data.transforms.build_train_transform`.
         skip_unreadable: training only: a sample whose image or mask cannot be decoded is
             replaced by the next readable one (deterministic, so resumed runs stay exact), each
             such file is logged once with a warning and counted in :attr:`skipped_files`.

@@ -48,8 +48,9 @@ __all__ = [
 
 
 #: Values of ``build_train_transform(photometric=...)``: ``jitter`` (albumentations ColorJitter,
-#: an approximation) or ``mmseg`` (the exact mmseg 0.20.2 PhotoMetricDistortion + Pad).
-PHOTOMETRIC = ("jitter", "mmseg")
+#: an approximation), ``mmseg`` (the exact mmseg 0.20.2 PhotoMetricDistortion + Pad) or ``none``
+#: (geometry only: for data whose classes are told apart by colour, such as the offline world).
+PHOTOMETRIC = ("jitter", "mmseg", "none")
 
 #: Per-channel (mean, std) in [0, 1] units, keyed by name. "imagenet" is the official MaskCLIP
 #: code's 123.675/116.28/103.53 and 58.395/57.12/57.375 divided by 255.
@@ -153,7 +154,8 @@ def check_augment_args(
         ValueError: Naming the offending field.
     """
     if photometric not in PHOTOMETRIC:
-        raise ValueError(f"{prefix}photometric must be 'jitter' or 'mmseg', got {photometric!r}.")
+        raise ValueError(f"{prefix}photometric must be 'jitter', 'mmseg' or 'none', got "
+                         f"{photometric!r}.")
     if cat_max_ratio is not None:
         bad = isinstance(cat_max_ratio, bool) or not isinstance(cat_max_ratio, (int, float))
         if bad or not 0.0 < float(cat_max_ratio) <= 1.0:
@@ -517,6 +519,7 @@ def build_train_transform(
     ``photometric='mmseg'`` is the official mmseg 0.20.2 pipeline: rescale → crop without padding
     (:class:`MMSegRandomCrop`) → flip → :class:`PhotoMetricDistortion` → normalise → pad
     bottom/right to ``crop_size`` with 0 in the normalised image and 255 in the mask → tensor.
+    ``photometric='none'`` is the default pipeline without the colour jitter.
 
     ``cat_max_ratio`` (official: 0.75) makes the crop follow mmseg's ``RandomCrop`` retry rule
     (:class:`MMSegRandomCrop`, with ``suppressed_classes`` counted as one category). With
@@ -529,7 +532,7 @@ def build_train_transform(
         std: Per-channel std in [0, 1] units.
         ratio_range: ``(low, high)`` of the random scale multiplier.
         cat_max_ratio: None (plain crop) or the largest share of one category in (0, 1].
-        photometric: ``'jitter'`` or ``'mmseg'``.
+        photometric: ``'jitter'``, ``'mmseg'`` or ``'none'``.
         suppressed_classes: Classes the official ``LoadAnnotations`` would suppress (set to -1);
             only the crop rule sees them, the mask keeps its values.
 
@@ -590,7 +593,8 @@ def build_train_transform(
             A.HorizontalFlip(p=0.5),
             # mmseg: brightness ±32/255 (additive), contrast and saturation ×[0.5, 1.5], hue ±18
             # OpenCV units (= ±0.1 of the hue circle); here as one multiplicative jitter.
-            A.ColorJitter(brightness=0.125, contrast=0.5, saturation=0.5, hue=0.1, p=0.5),
+            *([A.ColorJitter(brightness=0.125, contrast=0.5, saturation=0.5, hue=0.1, p=0.5)]
+              if photometric == "jitter" else []),
             normalize,
             ToTensorV2(),
         ]

@@ -68,12 +68,14 @@ def train_students(out: Path, teacher_results: dict,
 
     common = ["trainer.enable_progress_bar=false", "trainer.accelerator=cpu", *overrides]
     results: dict = {}
+    configs = {}
     for key, run_overrides in STUDENT_RUNS.items():
-        cfg = compose_config("train", [*run_overrides, *common, f"paths.output_dir={out / key}"])
+        cfg = configs[key] = compose_config("train", [*run_overrides, *common,
+                                                      f"paths.output_dir={out / key}"])
         metrics = train(cfg)
         results[key] = {"summary": {k.split("/", 1)[1]: v for k, v in metrics.items()
                                     if k.startswith("test/")}}
-    zs_cfg = compose_config("train", [*STUDENT_RUNS["student_zs"], *common])
+    zs_cfg = configs["student_zs"]
     guided = round(zs_cfg.guided_fraction * zs_cfg.max_steps)
     teacher = teacher_results["maskclip"]["summary"]["mIoU"]
     student = results["student_annofree"]["summary"]["mIoU"]

@@ -11,7 +11,8 @@ generator; the world CLIP (pre-trained on its own disjoint scene stream) is the 
 For each world the script runs the demo's measurements on its test split: MaskCLIP, the naive
 per-token output, MaskCLIP + KS + PD, the annotation-free student and the zero-shot student (with
 self-training after its guided phase, and with the teacher for every step), then computes the four
-claims:
+claims. It also evaluates MaskCLIP in sliding windows of the annotation-free student's crop size,
+the windows in which the teacher labels that student's crops, as context:
 
 1. value path vs naive (ratio and difference of mIoU);
 2. the KS + PD gain over MaskCLIP;
@@ -38,10 +39,16 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
+#: The annotation-free student's training crop (conf/experiment/world_annofree.yaml), where its
+#: teacher labels it; the same teacher in sliding windows of that size is a context row.
+STUDENT_CROP = 64
 TEACHERS = {
     "maskclip": ["experiment=world_maskclip"],
     "naive": ["experiment=world_naive"],
     "maskclip_kspd": ["experiment=world_maskclip_kspd"],
+    "maskclip_windows": ["experiment=world_maskclip", "inference.mode=slide",
+                         f"inference.crop_size=[{STUDENT_CROP},{STUDENT_CROP}]",
+                         f"inference.stride=[{STUDENT_CROP // 2},{STUDENT_CROP // 2}]"],
 }
 # name → label (world_claims computes them)
 CLAIMS = {
@@ -55,6 +62,8 @@ ROWS = {
     "maskclip": ("MaskCLIP (value path)", "mIoU"),
     "naive": ("naive per-token output", "mIoU"),
     "maskclip_kspd": ("MaskCLIP + KS + PD", "mIoU"),
+    "maskclip_windows": (f"MaskCLIP in {STUDENT_CROP}-px sliding windows (the student's crop; "
+                         "context, not a claim)", "mIoU"),
     "student_annofree": ("MaskCLIP+ annotation-free student", "mIoU"),
     "student_zs_teacher": ("zero-shot student, teacher for every step (unseen)", "mIoU_unseen"),
     "student_zs": ("zero-shot student, guided phase + self-training (unseen)", "mIoU_unseen"),
@@ -183,7 +192,8 @@ def main(argv: list[str] | None = None) -> dict:
     text = ("# Offline world: the claims on fresh worlds\n\n"
             f"`python scripts/world_fresh.py --worlds {' '.join(map(str, fresh))}`"
             f"{' --no-standard' if args.no_standard else ''}: each world's test split (200 "
-            "images), with the schedules chosen on the standard world's validation split.\n\n"
+            "images), with the schedules chosen on validation splits only (the standard "
+            "world's and validation world 11's; docs/world_schedules.md).\n\n"
             + table + "\n")
     args.docs.mkdir(parents=True, exist_ok=True)
     (args.docs / "world_fresh.md").write_text(text)

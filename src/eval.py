@@ -92,6 +92,7 @@ def evaluate_student(cfg: DictConfig, datamodule) -> dict[str, Any]:
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False)
     results = run_tests(cfg, trainer, module, datamodule,
                         lambda m: {"summary": dict(m.test_summary),
+                                   "per_class": dict(m.test_per_class),
                                    "checkpoint": str(cfg.ckpt_path)})
     write_results(cfg.paths.output_dir, results)
     log.info("results: %s", json.dumps(results["summary"]))

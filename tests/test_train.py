@@ -361,6 +361,7 @@ def test_multirun_sweep_two_by_two(tmp_path):
 def test_student_checkpoint_alone_evaluates_with_src_eval(tmp_path):
     """`python -m src.eval ckpt_path=...` rebuilds the student from the checkpoint alone."""
     from src.eval import evaluate
+    from src.prompts.vocabulary import load_vocabulary
     from src.train import train
 
     train_dir = tmp_path / "train"
@@ -378,6 +379,10 @@ def test_student_checkpoint_alone_evaluates_with_src_eval(tmp_path):
     results = evaluate(cfg)
     assert results["summary"]["mIoU"] == pytest.approx(metrics["test/mIoU"], abs=1e-4)
     assert set(results["summary"]) == {"mIoU", "mIoU_seen", "mIoU_unseen", "hIoU"}
+    # per class, like the teacher's results: the mIoU is their mean over the classes that have one
+    assert list(results["per_class"]) == list(load_vocabulary("world").names)
+    assert results["summary"]["mIoU"] == pytest.approx(nanmean(results["per_class"].values()),
+                                                       abs=1e-4)
 
 
 def test_old_student_command_line_keys_still_compose_and_warn(tmp_path):

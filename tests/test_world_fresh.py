@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from scripts.world_fresh import CLAIMS, render, world_claims
+from scripts.world_fresh import CLAIMS, STUDENT_CROP, TEACHERS, render, world_claims
 
 
 def fake_world(maskclip, naive, kspd, student, teacher_unseen, selftrained_unseen):
@@ -16,6 +16,7 @@ def fake_world(maskclip, naive, kspd, student, teacher_unseen, selftrained_unsee
 
     return {"maskclip": {"summary": summary(maskclip)}, "naive": {"summary": summary(naive)},
             "maskclip_kspd": {"summary": summary(kspd)},
+            "maskclip_windows": {"summary": summary(maskclip + 4.0)},
             "student_annofree": {"summary": summary(student)},
             "student_zs_teacher": {"summary": summary(50.0, teacher_unseen)},
             "student_zs": {"summary": summary(70.0, selftrained_unseen)}}
@@ -59,3 +60,12 @@ def test_a_claim_below_target_on_the_mean_is_reported_not_met():
     text, summary = render(records, [1, 2, 3], train_seed=0)
     assert not summary["student_gain"]["met_on_mean"]
     assert ">= +5: NOT met" in text and "standard (0)" not in text
+
+
+def test_the_windows_row_uses_the_annotation_free_students_crop():
+    """The context row evaluates the teacher in windows of the size it labels during training."""
+    from src.utils.experiments import compose_config
+
+    cfg = compose_config("train", ["experiment=world_annofree"])
+    assert list(cfg.data.crop_size) == [STUDENT_CROP, STUDENT_CROP]
+    assert f"inference.crop_size=[{STUDENT_CROP},{STUDENT_CROP}]" in TEACHERS["maskclip_windows"]

@@ -65,7 +65,7 @@ class StudentEvalSteps:
     """The validation/test steps of a student, shared by ``MaskCLIPPlusLitModule`` and
     ``StudentTestModule``: per image, the student's logits at the ground truth's size
     (``test_resize``) into an IoU metric; at the end of a test, the per-class table and
-    ``test_summary`` (in percent).
+    ``test_summary`` and ``test_per_class`` (in percent).
 
     The LightningModule it is mixed into has ``student`` (a ``SegStudent``), ``vocabulary``,
     ``test_resize`` and ``test_iou``.
@@ -101,9 +101,11 @@ class StudentEvalSteps:
     def on_test_epoch_end(self) -> None:
         from src.utils.reporting import report_per_class
 
-        report_per_class(self.trainer, self.loggers, self.vocabulary.names,
-                         self.test_iou.iou().cpu(), self.test_iou.unseen,
-                         table=self.per_class_table)
+        iou = self.test_iou.iou().cpu()
+        report_per_class(self.trainer, self.loggers, self.vocabulary.names, iou,
+                         self.test_iou.unseen, table=self.per_class_table)
+        # name → IoU in percent, as the teacher's results.json reports it
+        self.test_per_class = dict(zip(self.vocabulary.names, (100 * iou).tolist()))
         self.test_summary = self._log_summary("test", self.test_iou)
 
 
@@ -603,6 +605,7 @@ class StudentTestModule(StudentEvalSteps, L.LightningModule):
         self.test_iou = SegmentationIoU(student.num_classes,
                                         unseen if unseen is not None else student.unseen)
         self.test_summary: dict[str, float] = {}
+        self.test_per_class: dict[str, float] = {}
 
     @property
     def student(self) -> SegStudent:

@@ -50,7 +50,7 @@ world-proxy: install ## Re-train the offline world's proxy ViT (~30 min on 2 CPU
 world-claims: install ## Measure the paper's claims on the offline world (docs/world_claims.md)
 	$(PY) scripts/world_claims.py
 
-world-fresh: install ## The world's claims as mean ± std over fresh worlds (docs/world_fresh.md, ~36 min on 2 cores)
+world-fresh: install ## The world's claims as mean ± std over fresh worlds (docs/world_fresh.md, ~33 min on 2 cores)
 	$(PY) scripts/world_fresh.py
 
 bench: install ## Speed and memory ratios (python -m scripts.bench): bench.json, bench.md, bench_resolution.png

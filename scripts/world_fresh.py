@@ -121,6 +121,13 @@ def measure_world(offset: int, out: Path) -> dict:
     return record
 
 
+def torch_threads() -> int:
+    """The CPU threads torch trains with here (OMP_NUM_THREADS, or the cores)."""
+    import torch
+
+    return torch.get_num_threads()
+
+
 def render(records: dict[int, dict], fresh: list[int], train_seed: int) -> tuple[str, dict]:
     """The markdown report and the JSON summary for the standard world and the fresh ones."""
     columns = ([0] if 0 in records else []) + fresh
@@ -152,7 +159,9 @@ def render(records: dict[int, dict], fresh: list[int], train_seed: int) -> tuple
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {mean:.1f} ± {std:.1f} |")
     lines += ["", f"Worlds: seed_offset {', '.join(map(str, fresh))} (fresh; each shifts the "
               "train/val/test scene seeds by 1000 × offset) and 0 (standard). Training seed "
-              f"{train_seed} in every world; std is the sample std over the fresh worlds."]
+              f"{train_seed} in every world; std is the sample std over the fresh worlds. "
+              f"{torch_threads()} torch CPU thread(s): CPU training is not bitwise reproducible "
+              "across thread counts, and a student can move by a few points with them."]
     return "\n".join(lines), summary
 
 
@@ -193,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"`python scripts/world_fresh.py --worlds {' '.join(map(str, fresh))}`"
             f"{' --no-standard' if args.no_standard else ''}: each world's test split (200 "
             "images), with the schedules chosen on validation splits only (the standard "
-            "world's and validation world 11's; docs/world_schedules.md).\n\n"
+            "world's and those of validation worlds 11 and 12; docs/world_schedules.md).\n\n"
             + table + "\n")
     args.docs.mkdir(parents=True, exist_ok=True)
     (args.docs / "world_fresh.md").write_text(text)

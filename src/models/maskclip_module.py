@@ -23,7 +23,7 @@ from src.models.frozen import FrozenModule, FrozenSlot
 from src.models.teacher import MaskCLIPTeacher, renormalize
 from src.prompts.vocabulary import ClassVocabulary, load_vocabulary
 from src.utils.precision import gpu_autocast
-from src.utils.reporting import report_per_class
+from src.utils.reporting import iou_by_class, report_per_class
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class MaskCLIPLitModule(L.LightningModule):
         for key, value in summary.items():
             self.log(f"test/{key}", value, sync_dist=False)
         self.results = {"summary": summary,
-                        "per_class": dict(zip(self.vocabulary.names, (100 * iou).tolist()))}
+                        "per_class": iou_by_class(self.vocabulary.names, iou)}
         self._write_per_class_table(iou)
         self.test_iou.reset()
 

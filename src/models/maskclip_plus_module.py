@@ -99,13 +99,12 @@ class StudentEvalSteps:
         return summary
 
     def on_test_epoch_end(self) -> None:
-        from src.utils.reporting import report_per_class
+        from src.utils.reporting import iou_by_class, report_per_class
 
         iou = self.test_iou.iou().cpu()
         report_per_class(self.trainer, self.loggers, self.vocabulary.names, iou,
                          self.test_iou.unseen, table=self.per_class_table)
-        # name → IoU in percent, as the teacher's results.json reports it
-        self.test_per_class = dict(zip(self.vocabulary.names, (100 * iou).tolist()))
+        self.test_per_class = iou_by_class(self.vocabulary.names, iou)  # as the teacher reports
         self.test_summary = self._log_summary("test", self.test_iou)
 
 

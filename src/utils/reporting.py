@@ -20,6 +20,15 @@ from src.utils.io import atomic_open
 log = logging.getLogger(__name__)
 
 
+def iou_by_class(names: Sequence[str], iou: Tensor) -> dict[str, float]:
+    """Class name → IoU in percent (NaN for a class absent from both prediction and truth).
+
+    Args:
+        names: C class names; iou: C IoUs as fractions.
+    """
+    return {name: float(100 * value) for name, value in zip(names, iou)}
+
+
 def report_per_class(trainer, loggers, names: Sequence[str], iou: Tensor,
                      unseen: Sequence[int] | None, stage: str = "test",
                      table: str = "per_class_iou") -> None:
@@ -34,7 +43,7 @@ def report_per_class(trainer, loggers, names: Sequence[str], iou: Tensor,
     """
     if not trainer.is_global_zero:
         return
-    rows = [(name, float(100 * v)) for name, v in zip(names, iou)]
+    rows = list(iou_by_class(names, iou).items())
     lines = [f"{'class':<24}{'IoU':>8}"] + [
         f"{name:<24}{'nan' if math.isnan(v) else f'{v:.2f}':>8}" for name, v in rows]
     log.info("per-class IoU (%%):\n%s", "\n".join(lines))

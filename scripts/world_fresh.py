@@ -39,9 +39,12 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-#: The annotation-free student's training crop (conf/experiment/world_annofree.yaml), where its
-#: teacher labels it; the same teacher in sliding windows of that size is a context row.
-STUDENT_CROP = 64
+from omegaconf import OmegaConf  # noqa: E402
+
+#: The annotation-free student's training crop, read from its experiment: the teacher labels each
+#: crop, so the same teacher in sliding windows of that size is a context row.
+STUDENT_CROP = int(OmegaConf.load(ROOT / "conf" / "experiment" / "world_annofree.yaml")
+                   .data.crop_size[0])
 TEACHERS = {
     "maskclip": ["experiment=world_maskclip"],
     "naive": ["experiment=world_naive"],
@@ -111,21 +114,18 @@ def measure_world(offset: int, out: Path) -> dict:
         "trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "logger=csv", *overrides])
     students, _ = train_students(world_out, results, overrides)
     results.update(students)
+    import torch
+
+    # CPU training is not bitwise reproducible across thread counts: keep the one used here
     record = {"seed_offset": offset,
               "results": {name: r["summary"] for name, r in results.items()},
-              "claims": world_claims(results), "seconds": time.time() - started}
+              "claims": world_claims(results), "seconds": time.time() - started,
+              "torch_threads": torch.get_num_threads()}
     world_out.mkdir(parents=True, exist_ok=True)
     tmp = record_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2))
     tmp.replace(record_path)
     return record
-
-
-def torch_threads() -> int:
-    """The CPU threads torch trains with here (OMP_NUM_THREADS, or the cores)."""
-    import torch
-
-    return torch.get_num_threads()
 
 
 def render(records: dict[int, dict], fresh: list[int], train_seed: int) -> tuple[str, dict]:
@@ -157,11 +157,13 @@ def render(records: dict[int, dict], fresh: list[int], train_seed: int) -> tuple
         mean, std = mean_std(values)
         cells = [f"{records[k]['results'][name][metric]:.1f}" for k in columns]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {mean:.1f} ± {std:.1f} |")
+    threads = ", ".join(sorted({str(r.get("torch_threads", "not recorded"))
+                                for r in records.values()}))
     lines += ["", f"Worlds: seed_offset {', '.join(map(str, fresh))} (fresh; each shifts the "
               "train/val/test scene seeds by 1000 × offset) and 0 (standard). Training seed "
               f"{train_seed} in every world; std is the sample std over the fresh worlds. "
-              f"{torch_threads()} torch CPU thread(s): CPU training is not bitwise reproducible "
-              "across thread counts, and a student can move by a few points with them."]
+              f"Torch CPU threads: {threads}; CPU training is not bitwise reproducible across "
+              "thread counts, and a student can move by a few points with them."]
     return "\n".join(lines), summary
 
 
@@ -180,8 +182,6 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--worlds takes fresh worlds' offsets (>= 1); offset 0 is the standard world")
     if len(set(args.worlds)) < 2:
         parser.error("--worlds needs at least two different fresh worlds for a std")
-
-    from omegaconf import OmegaConf
 
     train_seed = OmegaConf.load(ROOT / "conf" / "train.yaml").seed
     offsets = ([] if args.no_standard else [0]) + sorted(set(args.worlds))

@@ -52,6 +52,13 @@ def test_render_reports_mean_and_sample_std_over_fresh_worlds_only():
     assert set(summary) == set(CLAIMS)
     assert "| standard (0) | world 1 | world 2 | world 3 |" in text
     assert "+5.3 ± 2.1" in text and "seed_offset 1, 2, 3" in text
+    assert "Torch CPU threads: not recorded" in text  # records written before the key existed
+
+
+def test_render_states_the_thread_counts_the_worlds_were_measured_with():
+    records = {k: {**record(k, fake_world(36.0, 18.0, 38.0, 42.0, 23.0, 27.0)),
+                   "torch_threads": threads} for k, threads in ((1, 1), (2, 2), (3, 1))}
+    assert "Torch CPU threads: 1, 2;" in render(records, [1, 2, 3], train_seed=0)[0]
 
 
 def test_a_claim_below_target_on_the_mean_is_reported_not_met():
